@@ -1,0 +1,34 @@
+# Every target creates the virtual environment (.venv) and installs graphc into it when needed.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint fmt bench golden clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python graphs/two_layer_net.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check graphc tests tools graphs
+
+fmt: $(STAMP)
+	$(BIN)/ruff format graphc tests tools graphs
+
+bench: $(STAMP)
+	$(BIN)/python tools/bench.py
+
+golden: $(STAMP)
+	GRAPHC_REGEN_GOLDEN=1 $(BIN)/python -m pytest tests/test_golden.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,18 @@
+"""The backend interface: what the executor needs from a device (arrays in, arrays out)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Backend(Protocol):
+    """A device that holds arrays and runs op kernels written against its array module ``xp``."""
+
+    name: str
+    xp: Any  # the array module (numpy, cupy) that OpDef kernels are written against
+
+    def from_host(self, array) -> Any:
+        """A device array holding the host (NumPy) array's data."""
+
+    def to_host(self, array) -> Any:
+        """A NumPy array with the device array's data (never aliasing device memory)."""

@@ -1,0 +1,89 @@
+"""compile: outputs and updates -> Program -> passes -> Plan -> a callable Function."""
+
+from __future__ import annotations
+
+from .backends import get_backend
+from .errors import CompileError
+from .ir import Tensor
+from .lower import lower
+from .ops.state import assign
+from .passes import Program, optimize
+from .runtime import Function
+
+
+def _flatten(outputs):
+    """Flat list of Tensors and a function rebuilding the user's structure from flat values."""
+    if outputs is None:
+        return [], lambda vals: None
+    if isinstance(outputs, Tensor):
+        return [outputs], lambda vals: vals[0]
+    if isinstance(outputs, dict):
+        keys = list(outputs)
+        flat = [outputs[k] for k in keys]
+        return flat, lambda vals: dict(zip(keys, vals))
+    if isinstance(outputs, (list, tuple)):
+        return list(outputs), list
+    raise CompileError(f"compile: outputs must be a Tensor, list, tuple or dict: got {type(outputs).__name__}")
+
+
+def _normalize_updates(updates) -> list[Tensor]:
+    result = []
+    for u in updates or ():
+        if isinstance(u, Tensor) and u.node.op == "assign":
+            result.append(u)
+        elif isinstance(u, tuple) and len(u) == 2:
+            result.append(assign(*u))
+        else:
+            raise CompileError(
+                f"compile: each update must be a graphc.assign(...) result or a (variable, value) pair: got {u!r}"
+            )
+    return result
+
+
+def compile(outputs=None, inputs=None, updates=None, device: str = "cpu", opt_level: int = 2,
+            check_numerics: bool = False) -> Function:  # fmt: skip
+    """Compile outputs (and variable updates) into a function that runs many times.
+
+    Parameters
+    ----------
+    outputs : Tensor, list/tuple of Tensors, dict of Tensors, or None
+        What a call returns, in the same structure (a list for a list or tuple).
+    inputs : list of placeholders, optional
+        Placeholders that may then be fed positionally, in this order.
+    updates : list of ``assign`` results or ``(variable, new_value)`` pairs
+        Applied after the outputs are computed; every update reads pre-call values.
+    device : "cpu" or "cuda"
+    opt_level : 0, 1 or 2
+    check_numerics : bool
+        Raise NumericsError naming the first node that produces a NaN or Inf.
+    """
+    flat, unflatten = _flatten(outputs)
+    for t in flat:
+        if not isinstance(t, Tensor):
+            raise CompileError(f"compile: outputs must be graphc Tensors: got {type(t).__name__}")
+    assigns = _normalize_updates(updates) + [t for t in flat if t.node.op == "assign"]
+    tensors = flat + assigns + list(inputs or ())
+    if not tensors:
+        raise CompileError("compile: nothing to compute: give outputs or updates")
+    graph = tensors[0].graph
+    for t in tensors:
+        if not isinstance(t, Tensor) or t.graph is not graph:
+            raise CompileError(f"compile: all outputs, inputs and updates must come from graph '{graph.name}'")
+    for t in inputs or ():
+        if t.node.op != "placeholder":
+            raise CompileError(f"compile: inputs must be placeholders: '{t.name}' is a {t.node.op}")
+    if opt_level not in (0, 1, 2):
+        raise CompileError(f"compile: opt_level must be 0, 1 or 2: got {opt_level!r}")
+
+    seen, update_pairs = {}, []
+    for a in dict.fromkeys(assigns):  # the same assign listed twice counts once
+        var, value = a.node.inputs
+        if var.node.name in seen:
+            raise CompileError(f"compile: variable '{var.node.name}' is updated twice in one function")
+        seen[var.node.name] = a
+        update_pairs.append((var.node.name, value))
+
+    program = Program(tuple(graph.nodes), tuple(flat), tuple(update_pairs))
+    program = optimize(program, opt_level)
+    backend = get_backend(device)
+    return Function(graph, lower(program, backend), program, backend, unflatten, inputs or (), check_numerics)

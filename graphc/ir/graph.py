@@ -1,0 +1,161 @@
+"""IR records: Node (one op application) and Graph (an append-only, topologically ordered list).
+
+Nodes are frozen; a graph only grows, so its node list is always in topological order. Passes
+build new graphs instead of mutating nodes. Attributes may hold nested Graphs (control-flow bodies).
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import GraphError
+from .source import Source
+from .types import TensorType
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """One op application: op name, input tensors, attributes, inferred output types."""
+
+    id: int
+    op: str
+    inputs: tuple  # tuple[Tensor, ...]
+    attrs: dict[str, Any]
+    types: tuple[TensorType, ...]
+    name: str
+    source: Source | None
+    graph: Graph = field(repr=False)
+
+    @property
+    def outputs(self) -> tuple:
+        from .tensor import Tensor
+
+        return tuple(Tensor(self, i) for i in range(len(self.types)))
+
+    def __repr__(self) -> str:
+        return f"Node({self.name!r}, op={self.op})"
+
+
+class GraphGrowthWarning(UserWarning):
+    """A graph grew between two calls of a function compiled from it (ops built inside a loop)."""
+
+
+class Graph:
+    """A symbolic graph: nodes in creation order, unique names, and the values of its variables.
+
+    Use as a context manager to make it the default graph; a process-wide default graph exists so
+    that scripts need not create one.
+    """
+
+    def __init__(self, name: str = "graph"):
+        self.name = name
+        self.nodes: list[Node] = []
+        self._by_name: dict[str, Node] = {}
+        self._name_counts: dict[str, int] = {}
+        self.variables: dict[str, np.ndarray] = {}  # variable node name -> current value
+        self.lock = threading.Lock()  # guards variable updates from concurrent calls
+        self.finalized = False
+        self._growth_warned = False
+
+    # -- building ---------------------------------------------------------------------------
+    def unique_name(self, base: str) -> str:
+        """``base`` itself if unused, else ``base_1``, ``base_2`` ..."""
+        if base not in self._by_name:
+            return base
+        n = self._name_counts.get(base, 0)
+        while True:
+            n += 1
+            candidate = f"{base}_{n}"
+            if candidate not in self._by_name:
+                self._name_counts[base] = n
+                return candidate
+
+    def append(self, op: str, inputs: tuple, attrs: dict, types: tuple, name: str | None,
+               source: Source | None) -> Node:  # fmt: skip
+        """Add a node whose types were already inferred; names must be unique in the graph."""
+        if self.finalized:
+            raise GraphError(
+                f"{op}: graph '{self.name}' is finalized and cannot grow; build every op before "
+                f"the training loop and reuse the compiled function"
+            )
+        if name is not None and name in self._by_name:
+            raise GraphError(f"{op} '{name}': a node with this name already exists in graph '{self.name}'")
+        node = Node(len(self.nodes), op, inputs, attrs, types, name or self.unique_name(op), source, self)
+        self.nodes.append(node)
+        self._by_name[node.name] = node
+        return node
+
+    def node(self, name: str) -> Node:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise GraphError(f"graph '{self.name}' has no node named {name!r}") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def finalize(self) -> Graph:
+        """Make the graph read-only: building another op raises instead of silently growing it."""
+        self.finalized = True
+        return self
+
+    def warn_growth(self, before: int) -> None:
+        """Warn once that the graph grew from ``before`` nodes between two calls of a function."""
+        if self._growth_warned:
+            return
+        self._growth_warned = True
+        warnings.warn(
+            f"graph '{self.name}' grew from {before} to {len(self.nodes)} nodes between two calls of "
+            f"a function compiled from it. Building ops inside a loop adds new nodes on every "
+            f"iteration (memory grows, nothing gets faster); build the graph once, compile it, and "
+            f"only call the compiled function in the loop. graph.finalize() turns this into an error.",
+            GraphGrowthWarning,
+            stacklevel=3,
+        )
+
+    # -- default graph ----------------------------------------------------------------------
+    def __enter__(self) -> Graph:
+        _stack().append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _stack().pop()
+
+    def __repr__(self) -> str:
+        return f"<Graph '{self.name}' with {len(self.nodes)} nodes>"
+
+    def __str__(self) -> str:
+        from .printer import format_graph
+
+        return format_graph(self)
+
+
+_DEFAULT = Graph("default")
+_local = threading.local()
+
+
+def _stack() -> list[Graph]:
+    if not hasattr(_local, "stack"):
+        _local.stack = []
+    return _local.stack
+
+
+def get_default_graph() -> Graph:
+    """The innermost graph entered with ``with Graph():``, else the process-wide default graph."""
+    stack = _stack()
+    return stack[-1] if stack else _DEFAULT
+
+
+def reset_default_graph() -> Graph:
+    """Replace the process-wide default graph with an empty one (handy in notebooks and tests)."""
+    global _DEFAULT
+    _DEFAULT = Graph("default")
+    return _DEFAULT

@@ -1,0 +1,153 @@
+"""Reductions over axes: sum mean max min prod argmax argmin logsumexp, and ``count``.
+
+Every reduction normalizes ``axis`` to a sorted tuple at build time; gradients re-expand the
+reduced axes and broadcast back with ``broadcast_like``, so unknown dims work.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..ir import Tensor, TensorType
+from ..ir.types import normalize_axes
+from .elementwise import cast, equal, exp, log, reciprocal, where
+from .registry import REDUCE, SHAPE, OpDef, apply, register
+from .shape import broadcast_like, expand_dims
+from .state import as_tensor
+
+
+def _reduced_shape(shape, axes, keepdims):
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def _reduce_infer(np_fn):
+    def infer(x: TensorType, axes, keepdims) -> TensorType:
+        dtype = np.asarray(np_fn(np.ones((1,), dtype=x.dtype))).dtype
+        return TensorType(_reduced_shape(x.shape, axes, keepdims), dtype)
+
+    return infer
+
+
+def _keep(g, axes, keepdims):
+    """g with the reduced axes put back as size-1 dims."""
+    return g if keepdims or not axes else expand_dims(g, axes)
+
+
+def _back(g, x, axes, keepdims):
+    """The gradient of a reduction spread back over x's shape."""
+    return broadcast_like(_keep(g, axes, keepdims), x)
+
+
+def _reduction(name, np_fn, grad, doc, kind=REDUCE, **kw):
+    def kernel(xp, x, axes, keepdims):
+        return xp.asarray(getattr(xp, np_fn.__name__)(x, axis=axes, keepdims=keepdims))
+
+    register(OpDef(name, kind, _reduce_infer(np_fn), kernel, grad, doc=doc, **kw))
+
+    def fn(x, axis=None, keepdims=False, name=None):
+        x = as_tensor(x)
+        return apply(opname, x, name=name, axes=normalize_axes(axis, x.ndim, opname), keepdims=bool(keepdims))
+
+    opname = name
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"{doc}\n\nParameters\n----------\naxis : None, int or tuple of ints\nkeepdims : bool"
+    return fn
+
+
+def _count(x: Tensor, axes) -> Tensor:
+    """Number of elements reduced over ``axes``: a constant when known, else computed at run time."""
+    dims = [x.shape[a] for a in axes]
+    if all(d is not None for d in dims):
+        return as_tensor(math.prod(dims), like=x)
+    return apply("count", x, axes=axes)
+
+
+register(OpDef(
+    "count", SHAPE, lambda x, axes: TensorType((), x.dtype),
+    lambda xp, x, axes: xp.asarray(math.prod(x.shape[a] for a in axes), dtype=x.dtype),
+    lambda g, o, x, axes: (None,), nograd_inputs=(0,), doc="Number of elements over axes (shape only).",
+))  # fmt: skip
+
+
+def _max_grad(g, o, x, axes, keepdims):
+    mask = cast(equal(x, _back(o, x, axes, keepdims)), x.dtype)
+    return (_back(g, x, axes, keepdims) * mask / sum(mask, axes, keepdims=True),)
+
+
+def _prod_grad(g, o, x, axes, keepdims):
+    """d prod / d x_i = product of the others, exact with zeros (no division by x_i = 0)."""
+    zero = equal(x, 0)
+    nonzero_prod = prod(where(zero, 1, x), axes, keepdims=True)
+    nzeros = sum(cast(zero, x.dtype), axes, keepdims=True)
+    others = where(zero, where(equal(nzeros, 1), nonzero_prod, 0),
+                   where(equal(nzeros, 0), nonzero_prod * reciprocal(where(zero, 1, x)), 0))  # fmt: skip
+    return (_back(g, x, axes, keepdims) * others,)
+
+
+sum = _reduction("sum", np.sum, lambda g, o, x, axes, keepdims: (_back(g, x, axes, keepdims),),  # noqa: A001
+                 "Sum of elements over the given axes.")  # fmt: skip
+mean = _reduction(
+    "mean", np.mean,
+    lambda g, o, x, axes, keepdims: (_back(g, x, axes, keepdims) * reciprocal(_count(x, axes)),),
+    "Mean of elements over the given axes.",
+)  # fmt: skip
+max = _reduction("max", np.max, _max_grad, "Maximum over axes; ties share the gradient equally.")  # noqa: A001
+min = _reduction("min", np.min, _max_grad, "Minimum over axes; ties share the gradient equally.")  # noqa: A001
+prod = _reduction("prod", np.prod, _prod_grad, "Product of elements over the given axes.")
+
+
+def _logsumexp_kernel(xp, x, axes, keepdims):
+    m = xp.max(x, axis=axes, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0)  # all -inf (or inf) rows: leave them to exp/log
+    out = xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True)) + m
+    return out if keepdims else xp.asarray(xp.squeeze(out, axis=axes))
+
+
+register(OpDef(
+    "logsumexp", REDUCE, _reduce_infer(np.sum), _logsumexp_kernel,
+    lambda g, o, x, axes, keepdims: (_back(g, x, axes, keepdims) * exp(x - _back(o, x, axes, keepdims)),),
+    doc="log(sum(exp(x))) over axes, computed stably.",
+))  # fmt: skip
+
+
+def logsumexp(x, axis=None, keepdims=False, name=None) -> Tensor:
+    """``log(sum(exp(x), axis))`` without overflow; its gradient (a softmax) is stable too."""
+    x = as_tensor(x)
+    if x.dtype.kind != "f":
+        x = cast(x, np.float64)
+    return apply("logsumexp", x, name=name, axes=normalize_axes(axis, x.ndim, "logsumexp"), keepdims=bool(keepdims))
+
+
+def _arg_infer(x: TensorType, axis) -> TensorType:
+    shape = () if axis is None else tuple(d for i, d in enumerate(x.shape) if i != axis)
+    if axis is None and x.ndim == 0:
+        shape = ()
+    return TensorType(shape, np.dtype(np.int64))
+
+
+def _arg(name):
+    register(OpDef(name, REDUCE, _arg_infer,
+                   lambda xp, x, axis: xp.asarray(getattr(xp, name)(x, axis=axis)).astype(np.int64, copy=False),
+                   differentiable=False, doc=f"Index of the {name[3:]}imum (along axis, or of the flattened x)."))  # fmt: skip
+
+    def fn(x, axis=None, name=None):
+        x = as_tensor(x)
+        if axis is not None:
+            (axis,) = normalize_axes(axis, x.ndim, opname)
+        if x.ndim == 0 and axis is None:
+            raise ShapeError(f"{opname}: needs at least one dimension")
+        return apply(opname, x, name=name, axis=axis)
+
+    opname = name
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"Index of the {name[3:]}imum, like np.{name} (not differentiable)."
+    return fn
+
+
+argmax = _arg("argmax")
+argmin = _arg("argmin")

@@ -1,0 +1,102 @@
+"""Op registry: one OpDef record per op holds everything the system asks of it.
+
+``apply`` is the only way nodes are built: it checks the inputs, runs the op's shape/dtype rule
+(prefixing errors with the op, the node name and the user's source line) and appends the node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import DTypeError, GraphError, ShapeError, where
+from ..ir import Graph, Tensor, TensorType, Variable, get_default_graph, user_source
+
+# Fusion kinds: the compiler decides from these, never from op names.
+ELEMENTWISE, REDUCE, MATMUL, SHAPE, OPAQUE, STATEFUL, SOURCE = (
+    "elementwise", "reduce", "matmul", "shape", "opaque", "stateful", "source",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """The whole contract of an op.
+
+    infer(*input_types, **attrs) -> TensorType, or a tuple of them for several outputs
+    kernel(xp, *arrays, **attrs) -> array (or tuple), written against an array module xp
+    grad(g, out, *inputs, **attrs) -> one Tensor or None per input, built with graphc ops; g and
+        out are tuples for ops with several outputs. Broadcasting is undone by autodiff, not here.
+    differentiable: False for ops whose gradient is undefined (comparisons, argmax): asking for a
+        gradient that can only flow through them is an error.
+    nograd_inputs: inputs that structurally receive no gradient (the condition of ``where``, the
+        shape reference of ``sum_like``); they are skipped silently, like ``stop_gradient``.
+    expr: a scalar C-like template for elementwise ops (``"({0} + {1})"``), for fused kernels.
+    """
+
+    name: str
+    kind: str
+    infer: Callable[..., Any]
+    kernel: Callable[..., Any]
+    grad: Callable[..., Any] | None = None
+    differentiable: bool = True
+    nograd_inputs: tuple[int, ...] = ()
+    expr: str | None = None
+    doc: str = ""
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def register(opdef: OpDef) -> OpDef:
+    if opdef.name in REGISTRY:
+        raise ValueError(f"op {opdef.name!r} is registered twice")
+    if opdef.differentiable and opdef.grad is None and opdef.kind != SOURCE:
+        raise ValueError(f"op {opdef.name!r}: a differentiable op needs a gradient rule")
+    REGISTRY[opdef.name] = opdef
+    return opdef
+
+
+def get_op(name: str) -> OpDef:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise GraphError(f"unknown op {name!r}") from None
+
+
+def graph_of(inputs, op: str) -> Graph:
+    """The graph every input tensor belongs to (or the default graph when there are none)."""
+    graphs = {id(t.node.graph): t.node.graph for t in inputs}
+    if len(graphs) > 1:
+        names = ", ".join(f"'{t.name}' in graph '{t.node.graph.name}'" for t in inputs)
+        raise GraphError(f"{op}: inputs come from different graphs: {names}")
+    return next(iter(graphs.values())) if graphs else get_default_graph()
+
+
+def apply(op: str, *inputs: Tensor, name: str | None = None, **attrs):
+    """Build one node of ``op``; returns its Tensor (or a tuple for ops with several outputs)."""
+    opdef = REGISTRY[op]
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            raise GraphError(f"{op}: input {i} is {type(t).__name__}, expected a graphc Tensor")
+    graph = graph_of(inputs, op)
+    source = user_source()
+    try:
+        types = opdef.infer(*(t.type for t in inputs), **attrs)
+    except (ShapeError, DTypeError) as e:
+        label = name or graph.unique_name(op)
+        raise type(e)(f"{op} '{label}': {e}{where(source)}") from None
+    single = isinstance(types, TensorType)
+    node = graph.append(op, tuple(inputs), attrs, (types,) if single else tuple(types), name, source)
+    if op == "variable":
+        return Variable(node, 0)
+    return Tensor(node, 0) if single else node.outputs
+
+
+def kernel_dtype(opdef_kernel, dtypes, **attrs) -> np.dtype:
+    """The dtype NumPy itself produces for an elementwise kernel on inputs of these dtypes."""
+    with np.errstate(all="ignore"):
+        dummies = [np.ones((), dtype=d) for d in dtypes]
+        return np.asarray(opdef_kernel(np, *dummies, **attrs)).dtype
