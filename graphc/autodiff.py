@@ -100,10 +100,11 @@ def grad(y: Tensor, xs, grad_ys=None):
         One gradient per x, shaped like x. Gradients are ordinary graph nodes: they can be
         compiled, optimized, saved, and differentiated again.
     """
-    single = isinstance(xs, Tensor)
+    single = not isinstance(xs, (list, tuple))  # an ndarray is not a list of xs: reject it below
     xs = [xs] if single else list(xs)
-    if not isinstance(y, Tensor) or not all(isinstance(x, Tensor) for x in xs):
-        raise GradientError("grad: y and xs must be graphc Tensors")
+    for t in (y, *xs):
+        if not isinstance(t, Tensor):
+            raise GradientError(f"grad: y and xs must be graphc Tensors: got {type(t).__name__}")
     if y.dtype.kind != "f":
         raise GradientError(f"grad: output '{y.name}' has dtype {y.dtype}; only float outputs have gradients")
     for x in xs:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 from .backends import get_backend
 from .errors import CompileError
 from .ir import Tensor
-from .lower import lower
 from .ops.state import assign
 from .passes import Program, optimize
 from .runtime import Function
@@ -84,6 +85,7 @@ def compile(outputs=None, inputs=None, updates=None, device: str = "cpu", opt_le
         update_pairs.append((var.node.name, value))
 
     program = Program(tuple(graph.nodes), tuple(flat), tuple(update_pairs))
-    program = optimize(program, opt_level)
+    verify = os.environ.get("GRAPHC_VERIFY") == "1"  # the test suite verifies the IR after every pass
     backend = get_backend(device)
-    return Function(graph, lower(program, backend), program, backend, unflatten, inputs or (), check_numerics)
+    program, reports = optimize(program, opt_level, verify)
+    return Function(graph, program, reports, backend, unflatten, inputs or (), opt_level, check_numerics, verify)

@@ -9,9 +9,9 @@ from .protocol import Backend
 def get_backend(device: str) -> Backend:
     """The backend for ``device``: "cpu" (NumPy) or "cuda" (CuPy, imported only when asked for)."""
     if device == "cpu":
-        from .numpy_backend import NumpyBackend
+        from .numpy_backend import BACKEND
 
-        return NumpyBackend()
+        return BACKEND
     if device == "cuda" or device.startswith("cuda:"):
         from .cupy_backend import CupyBackend
 

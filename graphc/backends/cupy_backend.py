@@ -34,3 +34,10 @@ class CupyBackend:
 
     def to_host(self, array):
         return self.xp.asnumpy(array)
+
+    def bind(self, node):
+        import functools
+
+        from ..ops.registry import REGISTRY
+
+        return functools.partial(REGISTRY[node.op].kernel, self.xp, **node.attrs)

@@ -1,5 +1,5 @@
-"""Lowering: a Program becomes a Plan (slots, steps with bound kernels, frees) for one backend."""
+"""Lowering: a static-shape Program becomes a Plan (schedule, memory plan, generated run function)."""
 
-from .plan import Plan, Step, lower
+from .plan import Plan, Step, lower, make_arena
 
-__all__ = ["Plan", "Step", "lower"]
+__all__ = ["Plan", "Step", "lower", "make_arena"]

@@ -1,64 +1,115 @@
-"""Plan: the straight-line program a compiled function runs, with no graph work per call.
+"""Plan: the straight-line program a compiled function runs for one input-shape signature.
 
-Every tensor gets a slot in a flat list; each step calls a kernel already bound to its backend
-and attributes, reads slots, writes slots, and frees the slots whose last reader it is.
+``lower`` takes a static-shape Program and a backend and decides everything once: the schedule,
+which update is written in place into its variable, the memory plan, and the Python source of
+the run function (``codegen``), which calls kernels already bound to the backend.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 from ..ops.registry import REGISTRY, SOURCE
 from ..passes.program import Program
+from .codegen import generate
+from .memory import MemoryPlan, nbytes, plan_memory
 
 
 @dataclass(frozen=True)
 class Step:
-    node: object  # the IR node, for error messages
-    fn: object  # kernel bound to xp and attrs: fn(*arrays) -> array | tuple
-    args: tuple[int, ...]
-    outs: tuple[int, ...]
-    free: tuple[int, ...]  # slots dead after this step
+    node: object  # the IR node (for errors and explain)
+    kernel: object  # bound kernel: kernel(*arrays, out=...) -> array | tuple
+    args: tuple[int, ...]  # value ids read
+    outs: tuple[int, ...]  # value ids written
+    out_buffer: int | None = None  # arena slot passed as out= (a view of a planned buffer)
+    out_variable: int | None = None  # variable index written in place (an SGD-style update)
 
 
 @dataclass(frozen=True)
 class Plan:
-    nslots: int
-    feeds: tuple  # (slot, placeholder node)
-    variables: tuple  # (slot, variable name)
-    constants: tuple  # (slot, array on the device)
+    program: Program
+    feeds: tuple  # (value id, placeholder name)
+    variables: tuple  # (value id, variable name)
+    constants: tuple  # (value id, device array)
     steps: tuple[Step, ...]
     outputs: tuple[int, ...]
-    updates: tuple  # (variable name, slot)
+    updates: tuple  # (variable name, value id) not written in place
+    memory: MemoryPlan
+    arena_layout: tuple  # arena slot -> (buffer index, shape, dtype)
+    source: str  # the generated run function
+    run: object  # run(F, V, C, B) -> (outputs, update values)
+    line_to_step: dict
 
 
-def lower(program: Program, backend) -> Plan:
-    """Assign slots, bind kernels, and compute where each value dies."""
-    slot: dict = {}
+def _inplace_updates(program: Program, compute: list) -> dict:
+    """update value tensor -> variable name, for updates safe to write into the variable itself.
+
+    Safe when the value's kernel accepts ``out=``, nothing else reads the value, it is not an
+    output, the kernel either works element by element or does not read the variable, and no
+    other in-place update reads the variable (they all run last).
+    """
+    users = program.consumers()
+    var_node = {n.name: n for n in program.nodes if n.op == "variable"}
+    cands = {}
+    for name, t in program.updates:
+        node = t.node
+        opdef = REGISTRY[node.op]
+        reads_var = any(i.node is var_node[name] for i in node.inputs)
+        if (opdef.writes_out and len(node.types) == 1 and len(users[node]) == 1
+                and node.types[0] == var_node[name].types[0] and (opdef.writes_inplace or not reads_var)):  # fmt: skip
+            cands[t] = name
+    readers = {t: {i.node.name for i in t.node.inputs if i.node.op == "variable"} for t in cands}
+    return {t: name for t, name in cands.items() if not any(name in readers[o] for o in cands if o != t)}
+
+
+def lower(program: Program, backend, check_numerics: bool = False) -> Plan:
+    """Schedule, plan memory and generate the run function of a static-shape program."""
+    vid: dict = {}
     for node in program.nodes:
         for t in node.outputs:
-            slot[t] = len(slot)
-    keep = {slot[t] for t in program.targets}
-    last_use: dict[int, int] = {}
-    compute = [n for n in program.nodes if REGISTRY[n.op].kind != SOURCE]
-    for i, node in enumerate(compute):
-        for t in node.inputs:
-            last_use[slot[t]] = i
-    steps = []
-    for i, node in enumerate(compute):
-        kernel = REGISTRY[node.op].kernel
-        fn = functools.partial(kernel, backend.xp, **node.attrs) if node.attrs else functools.partial(kernel, backend.xp)
-        args = tuple(slot[t] for t in node.inputs)
-        free = tuple(sorted({s for s in args if last_use.get(s) == i and s not in keep}))
-        steps.append(Step(node, fn, args, tuple(slot[t] for t in node.outputs), free))
+            vid[t] = len(vid)
     sources = [n for n in program.nodes if REGISTRY[n.op].kind == SOURCE]
-    return Plan(
-        nslots=len(slot),
-        feeds=tuple((slot[n.outputs[0]], n) for n in sources if n.op == "placeholder"),
-        variables=tuple((slot[n.outputs[0]], n.name) for n in sources if n.op == "variable"),
-        constants=tuple((slot[n.outputs[0]], backend.from_host(n.attrs["value"])) for n in sources if n.op == "constant"),
-        steps=tuple(steps),
-        outputs=tuple(slot[t] for t in program.outputs),
-        updates=tuple((name, slot[t]) for name, t in program.updates),
+    compute = [n for n in program.nodes if REGISTRY[n.op].kind != SOURCE]
+    inplace = _inplace_updates(program, compute)
+    last = [n for n in compute if n.outputs[0] in inplace]
+    compute = [n for n in compute if n.outputs[0] not in inplace] + last
+    var_index = {n.name: i for i, n in enumerate(n for n in sources if n.op == "variable")}
+
+    sizes = {vid[t]: nbytes(t.shape, t.dtype) for n in program.nodes for t in n.outputs}
+    alias_of = {}
+    for n in compute:
+        if REGISTRY[n.op].aliases and n.inputs:
+            for t in n.outputs:
+                alias_of[vid[t]] = vid[n.inputs[0]]
+    escapes = {vid[t] for t in program.targets} | {vid[n.outputs[0]] for n in sources}
+    plannable = {vid[n.outputs[0]] for n in compute if REGISTRY[n.op].writes_out and n.outputs[0] not in inplace}
+    sched = [(tuple(vid[t] for t in n.inputs), tuple(vid[t] for t in n.outputs)) for n in compute]
+    inplace_ok = [REGISTRY[n.op].writes_inplace for n in compute]
+    memory = plan_memory(sched, sizes, alias_of, escapes, inplace_ok, plannable)
+
+    types = {vid[t]: t.type for n in program.nodes for t in n.outputs}
+    slots = {v: i for i, v in enumerate(sorted(memory.assignment))}
+    arena_layout = tuple((memory.assignment[v], types[v].shape, types[v].dtype) for v in sorted(memory.assignment))
+    steps = []
+    for n, (args, outs) in zip(compute, sched):
+        steps.append(Step(
+            n, backend.bind(n), args, outs,
+            out_buffer=slots.get(outs[0]),
+            out_variable=var_index[inplace[n.outputs[0]]] if n.outputs[0] in inplace else None,
+        ))  # fmt: skip
+    feeds = tuple((vid[n.outputs[0]], n.name) for n in sources if n.op == "placeholder")
+    variables = tuple((vid[n.outputs[0]], n.name) for n in sources if n.op == "variable")
+    constants = tuple((vid[n.outputs[0]], backend.from_host(n.attrs["value"])) for n in sources if n.op == "constant")
+    outputs = tuple(vid[t] for t in program.outputs)
+    updates = tuple((name, vid[t]) for name, t in program.updates if t not in inplace)
+    source, run, line_to_step = generate(
+        steps, feeds, variables, constants, outputs, updates, alias_of, memory, types, check_numerics
     )
+    return Plan(program, feeds, variables, constants, tuple(steps), outputs, updates, memory,
+                arena_layout, source, run, line_to_step)  # fmt: skip
+
+
+def make_arena(plan: Plan, xp) -> list:
+    """Allocate a plan's buffers and return one view per arena slot (one arena per concurrent call)."""
+    raw = [xp.empty(n, dtype=xp.uint8) for n in plan.memory.buffers]
+    return [raw[b][: nbytes(shape, dtype)].view(dtype).reshape(shape) for b, shape, dtype in plan.arena_layout]

@@ -7,6 +7,7 @@ from .elementwise import (
     round, sigmoid, sign, sin, softplus, sqrt, square, stop_gradient, subtract, tanh, where,
     zeros_like,
 )  # fmt: skip
+from . import fused  # noqa: F401  (registers the fused ops)
 from .linalg import matmul
 from .nn import log_softmax, softmax, softmax_cross_entropy
 from .reduce import argmax, argmin, logsumexp, max, mean, min, prod, sum

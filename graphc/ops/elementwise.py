@@ -41,7 +41,7 @@ def _widest(tensors):
 def _op(name, kernel, grad=None, expr=None, doc="", **kw):
     """Register an elementwise op and return its public function (unary or n-ary by arity)."""
     register(OpDef(name, ELEMENTWISE, _infer(kernel), kernel, grad, expr=expr, doc=doc, **kw))
-    arity = kernel.__code__.co_argcount - 1
+    arity = kernel.__code__.co_argcount - 2  # xp and out
 
     if arity == 1:
         def fn(x, name=None):
@@ -59,8 +59,16 @@ def _op(name, kernel, grad=None, expr=None, doc="", **kw):
 
 
 # -- gradient-only helper -------------------------------------------------------------------
-def _mul_no_nan_kernel(xp, g, d):
-    return xp.where(g == 0, 0, g * d)
+def _into(out, value):
+    """Return ``value``, written into ``out`` when a buffer was planned for it."""
+    if out is None:
+        return value
+    out[...] = value
+    return out
+
+
+def _mul_no_nan_kernel(xp, g, d, out=None):
+    return _into(out, xp.where(g == 0, 0, g * d))
 
 
 mul_no_nan = _op(
@@ -70,80 +78,97 @@ mul_no_nan = _op(
 )  # fmt: skip
 
 # -- arithmetic -----------------------------------------------------------------------------
-add = _op("add", lambda xp, x, y: xp.add(x, y), lambda g, o, x, y: (g, g), "({0} + {1})", "x + y")
-subtract = _op("subtract", lambda xp, x, y: xp.subtract(x, y), lambda g, o, x, y: (g, -g),
+add = _op("add", lambda xp, x, y, out=None: xp.add(x, y, out=out), lambda g, o, x, y: (g, g), "({0} + {1})", "x + y")
+subtract = _op("subtract", lambda xp, x, y, out=None: xp.subtract(x, y, out=out), lambda g, o, x, y: (g, -g),
                "({0} - {1})", "x - y")  # fmt: skip
-multiply = _op("multiply", lambda xp, x, y: xp.multiply(x, y), lambda g, o, x, y: (g * y, g * x),
+multiply = _op("multiply", lambda xp, x, y, out=None: xp.multiply(x, y, out=out), lambda g, o, x, y: (g * y, g * x),
                "({0} * {1})", "x * y")  # fmt: skip
 divide = _op(
-    "divide", lambda xp, x, y: xp.true_divide(x, y),
+    "divide", lambda xp, x, y, out=None: xp.true_divide(x, y, out=out),
     lambda g, o, x, y: (mul_no_nan(g, reciprocal(y)), mul_no_nan(g, negative(o) / y)),
     "({0} / {1})", "x / y (true division)",
 )  # fmt: skip
 power = _op(
-    "power", lambda xp, x, y: xp.power(x, y),
+    "power", lambda xp, x, y, out=None: xp.power(x, y, out=out),
     lambda g, o, x, y: (mul_no_nan(g, y * power(x, y - 1)), mul_no_nan(g, o * log(x))),
     "pow({0}, {1})", "x ** y",
 )  # fmt: skip
-negative = _op("negative", lambda xp, x: xp.negative(x), lambda g, o, x: (-g,), "(-{0})", "-x")
+negative = _op("negative", lambda xp, x, out=None: xp.negative(x, out=out), lambda g, o, x: (-g,), "(-{0})", "-x")
 maximum = _op(
-    "maximum", lambda xp, x, y: xp.maximum(x, y),
+    "maximum", lambda xp, x, y, out=None: xp.maximum(x, y, out=out),
     lambda g, o, x, y: (where(x >= y, g, 0), where(x >= y, 0, g)), "max({0}, {1})",
     "Elementwise maximum; at ties the gradient goes to x.",
 )  # fmt: skip
 minimum = _op(
-    "minimum", lambda xp, x, y: xp.minimum(x, y),
+    "minimum", lambda xp, x, y, out=None: xp.minimum(x, y, out=out),
     lambda g, o, x, y: (where(x <= y, g, 0), where(x <= y, 0, g)), "min({0}, {1})",
     "Elementwise minimum; at ties the gradient goes to x.",
 )  # fmt: skip
 
 # -- math functions -------------------------------------------------------------------------
-abs = _op("abs", lambda xp, x: xp.abs(x), lambda g, o, x: (g * sign(x),), "fabs({0})", "|x|")  # noqa: A001
+abs = _op("abs", lambda xp, x, out=None: xp.abs(x, out=out), lambda g, o, x: (g * sign(x),), "fabs({0})", "|x|")  # noqa: A001
 _zero_grad = lambda g, o, x: (zeros_like(x),)  # noqa: E731  (piecewise constant: zero a.e.)
-sign = _op("sign", lambda xp, x: xp.sign(x), _zero_grad, "sign({0})", "-1, 0 or 1 by the sign of x")
-floor = _op("floor", lambda xp, x: xp.floor(x), _zero_grad, "floor({0})", "Round down.")
-ceil = _op("ceil", lambda xp, x: xp.ceil(x), _zero_grad, "ceil({0})", "Round up.")
-round = _op("round", lambda xp, x: xp.round(x), _zero_grad, "rint({0})",  # noqa: A001
+sign = _op("sign", lambda xp, x, out=None: xp.sign(x, out=out), _zero_grad, "sign({0})", "-1, 0 or 1 by the sign of x")
+floor = _op("floor", lambda xp, x, out=None: xp.floor(x, out=out), _zero_grad, "floor({0})", "Round down.")
+ceil = _op("ceil", lambda xp, x, out=None: xp.ceil(x, out=out), _zero_grad, "ceil({0})", "Round up.")
+round = _op("round", lambda xp, x, out=None: xp.round(x, out=out), _zero_grad, "rint({0})",  # noqa: A001
             "Round half to even, like np.round.")  # fmt: skip
-exp = _op("exp", lambda xp, x: xp.exp(x), lambda g, o, x: (mul_no_nan(g, o),), "exp({0})", "e ** x")
-log = _op("log", lambda xp, x: xp.log(x), lambda g, o, x: (mul_no_nan(g, reciprocal(x)),),
-          "log({0})", "Natural logarithm.")  # fmt: skip
-log1p = _op("log1p", lambda xp, x: xp.log1p(x), lambda g, o, x: (mul_no_nan(g, reciprocal(x + 1)),),
+exp = _op("exp", lambda xp, x, out=None: xp.exp(x, out=out), lambda g, o, x: (mul_no_nan(g, o),), "exp({0})", "e ** x")
+_log = _op("log", lambda xp, x, out=None: xp.log(x, out=out), lambda g, o, x: (mul_no_nan(g, reciprocal(x)),),
+           "log({0})", "Natural logarithm.")  # fmt: skip
+
+
+def log(x, name=None) -> Tensor:
+    """Natural logarithm, elementwise.
+
+    Stable by construction: ``log(softmax(z))`` is built as ``log_softmax(z)`` and
+    ``log(sigmoid(z))`` as ``-softplus(-z)``, so that their gradients are stable too.
+    """
+    x = as_tensor(x)
+    if x.node.op == "softmax" and name is None:
+        from .nn import log_softmax
+
+        return log_softmax(x.node.inputs[0], x.node.attrs["axis"])
+    if x.node.op == "sigmoid" and name is None:
+        return negative(softplus(negative(x.node.inputs[0])))
+    return _log(x, name=name)
+log1p = _op("log1p", lambda xp, x, out=None: xp.log1p(x, out=out), lambda g, o, x: (mul_no_nan(g, reciprocal(x + 1)),),
             "log1p({0})", "log(1 + x), accurate for small x.")  # fmt: skip
-expm1 = _op("expm1", lambda xp, x: xp.expm1(x), lambda g, o, x: (mul_no_nan(g, o + 1),),
+expm1 = _op("expm1", lambda xp, x, out=None: xp.expm1(x, out=out), lambda g, o, x: (mul_no_nan(g, o + 1),),
             "expm1({0})", "exp(x) - 1, accurate for small x.")  # fmt: skip
-sqrt = _op("sqrt", lambda xp, x: xp.sqrt(x), lambda g, o, x: (mul_no_nan(g, 0.5 / o),),
+sqrt = _op("sqrt", lambda xp, x, out=None: xp.sqrt(x, out=out), lambda g, o, x: (mul_no_nan(g, 0.5 / o),),
            "sqrt({0})", "Square root.")  # fmt: skip
-square = _op("square", lambda xp, x: xp.square(x), lambda g, o, x: (g * (x * 2),), "({0} * {0})", "x * x")
-reciprocal = _op("reciprocal", lambda xp, x: xp.reciprocal(x),
+square = _op("square", lambda xp, x, out=None: xp.square(x, out=out), lambda g, o, x: (g * (x * 2),), "({0} * {0})", "x * x")
+reciprocal = _op("reciprocal", lambda xp, x, out=None: xp.reciprocal(x, out=out),
                  lambda g, o, x: (mul_no_nan(g, negative(square(o))),), "(1 / {0})", "1 / x")  # fmt: skip
-sin = _op("sin", lambda xp, x: xp.sin(x), lambda g, o, x: (g * cos(x),), "sin({0})", "Sine.")
-cos = _op("cos", lambda xp, x: xp.cos(x), lambda g, o, x: (negative(g * sin(x)),), "cos({0})", "Cosine.")
-tanh = _op("tanh", lambda xp, x: xp.tanh(x), lambda g, o, x: (g * (1 - square(o)),), "tanh({0})",
+sin = _op("sin", lambda xp, x, out=None: xp.sin(x, out=out), lambda g, o, x: (g * cos(x),), "sin({0})", "Sine.")
+cos = _op("cos", lambda xp, x, out=None: xp.cos(x, out=out), lambda g, o, x: (negative(g * sin(x)),), "cos({0})", "Cosine.")
+tanh = _op("tanh", lambda xp, x, out=None: xp.tanh(x, out=out), lambda g, o, x: (g * (1 - square(o)),), "tanh({0})",
            "Hyperbolic tangent.")  # fmt: skip
 
 
-def _sigmoid_kernel(xp, x):
-    e = xp.exp(-xp.abs(x))  # in (0, 1]: never overflows
-    r = 1 / (1 + e)
-    return xp.where(x >= 0, r, e * r)
+def _sigmoid_kernel(xp, x, out=None):
+    # 1 / (1 + exp(-x)): for x << 0, exp(-x) overflows to inf and the result is the exact limit 0.
+    # (Fused kernels run with overflow warnings off; standalone NumPy would warn, never be wrong.)
+    e = xp.exp(xp.negative(x, out=out), out=out)
+    return xp.reciprocal(xp.add(e, 1, out=out), out=out)
 
 
 sigmoid = _op("sigmoid", _sigmoid_kernel, lambda g, o, x: (g * (o * (1 - o)),),
               "(1 / (1 + exp(-{0})))", "1 / (1 + exp(-x)), stable for large |x|.")  # fmt: skip
-relu = _op("relu", lambda xp, x: xp.maximum(x, 0), lambda g, o, x: (where(x > 0, g, 0),),
+relu = _op("relu", lambda xp, x, out=None: xp.maximum(x, 0, out=out), lambda g, o, x: (where(x > 0, g, 0),),
            "max({0}, 0)", "max(x, 0)")  # fmt: skip
-softplus = _op("softplus", lambda xp, x: xp.logaddexp(0, x), lambda g, o, x: (g * sigmoid(x),),
+softplus = _op("softplus", lambda xp, x, out=None: xp.logaddexp(0, x, out=out), lambda g, o, x: (g * sigmoid(x),),
                "(max({0}, 0) + log1p(exp(-fabs({0}))))", "log(1 + exp(x)), stable for large |x|.")  # fmt: skip
 
 
-def _erf_kernel(xp, x):
+def _erf_kernel(xp, x, out=None):
     out_dtype = x.dtype if x.dtype.kind == "f" else np.float64
     if xp is np:  # NumPy has no erf; math.erf is exact to double precision
-        return np.vectorize(math.erf, otypes=[np.float64])(x).astype(out_dtype, copy=False)
+        return _into(out, np.vectorize(math.erf, otypes=[np.float64])(x).astype(out_dtype, copy=False))
     from cupyx.scipy.special import erf as cupy_erf  # noqa: PLC0415  (CuPy is optional)
 
-    return cupy_erf(x).astype(out_dtype, copy=False)
+    return _into(out, cupy_erf(x).astype(out_dtype, copy=False))
 
 
 erf = _op("erf", _erf_kernel, lambda g, o, x: (g * (exp(negative(square(x))) * (2 / math.sqrt(math.pi))),),
@@ -151,13 +176,13 @@ erf = _op("erf", _erf_kernel, lambda g, o, x: (g * (exp(negative(square(x))) * (
 
 # -- selection, casts, gradient control -----------------------------------------------------
 where = _op(
-    "where", lambda xp, c, x, y: xp.where(c, x, y),
+    "where", lambda xp, c, x, y, out=None: _into(out, xp.where(c, x, y)),
     lambda g, o, c, x, y: (None, where(c, g, 0), where(c, 0, g)), "({0} ? {1} : {2})",
     "x where cond is true, else y. The unselected side gets an exact zero gradient.",
     nograd_inputs=(0,),
 )  # fmt: skip
 register(OpDef("cast", ELEMENTWISE, lambda x, dtype: TensorType(x.shape, dtype),
-               lambda xp, x, dtype: x.astype(dtype), lambda g, o, x, dtype: (cast(g, x.dtype),),
+               lambda xp, x, dtype, out=None: _into(out, x.astype(dtype)), lambda g, o, x, dtype: (cast(g, x.dtype),),
                expr="(({dtype}){0})", doc="Convert to another dtype."))  # fmt: skip
 
 
@@ -169,12 +194,13 @@ def cast(x, dtype, name=None) -> Tensor:
     return x if x.dtype == dtype and name is None else apply("cast", x, name=name, dtype=dtype)
 
 
-identity = _op("identity", lambda xp, x: x, lambda g, o, x: (g,), "{0}", "x itself (a named handle).")
-stop_gradient = _op("stop_gradient", lambda xp, x: x, lambda g, o, x: (None,), "{0}",
-                    "x in the forward pass; blocks gradients flowing back.", nograd_inputs=(0,))  # fmt: skip
-zeros_like = _op("zeros_like", lambda xp, x: xp.zeros_like(x), lambda g, o, x: (None,), "0",
+identity = _op("identity", lambda xp, x, out=None: _into(out, x), lambda g, o, x: (g,), "{0}", "x itself (a named handle).",
+               may_alias=True)
+stop_gradient = _op("stop_gradient", lambda xp, x, out=None: _into(out, x), lambda g, o, x: (None,), "{0}",
+                    "x in the forward pass; blocks gradients flowing back.", nograd_inputs=(0,), may_alias=True)  # fmt: skip
+zeros_like = _op("zeros_like", lambda xp, x, out=None: _into(out, xp.zeros_like(x)), lambda g, o, x: (None,), "0",
                  "Zeros of the shape and dtype of x.", nograd_inputs=(0,))  # fmt: skip
-ones_like = _op("ones_like", lambda xp, x: xp.ones_like(x), lambda g, o, x: (None,), "1",
+ones_like = _op("ones_like", lambda xp, x, out=None: _into(out, xp.ones_like(x)), lambda g, o, x: (None,), "1",
                 "Ones of the shape and dtype of x.", nograd_inputs=(0,))  # fmt: skip
 
 # -- comparisons and logic: not differentiable ----------------------------------------------
@@ -182,16 +208,16 @@ def _nondiff(name, kernel, expr, doc):
     return _op(name, kernel, expr=expr, doc=doc, differentiable=False)
 
 
-equal = _nondiff("equal", lambda xp, x, y: xp.equal(x, y), "({0} == {1})", "x == y")
-not_equal = _nondiff("not_equal", lambda xp, x, y: xp.not_equal(x, y), "({0} != {1})", "x != y")
-less = _nondiff("less", lambda xp, x, y: xp.less(x, y), "({0} < {1})", "x < y")
-less_equal = _nondiff("less_equal", lambda xp, x, y: xp.less_equal(x, y), "({0} <= {1})", "x <= y")
-greater = _nondiff("greater", lambda xp, x, y: xp.greater(x, y), "({0} > {1})", "x > y")
-greater_equal = _nondiff("greater_equal", lambda xp, x, y: xp.greater_equal(x, y), "({0} >= {1})", "x >= y")
-logical_and = _nondiff("logical_and", lambda xp, x, y: xp.logical_and(x, y), "({0} && {1})", "x and y")
-logical_or = _nondiff("logical_or", lambda xp, x, y: xp.logical_or(x, y), "({0} || {1})", "x or y")
-logical_xor = _nondiff("logical_xor", lambda xp, x, y: xp.logical_xor(x, y), "({0} != {1})", "x xor y")
-logical_not = _nondiff("logical_not", lambda xp, x: xp.logical_not(x), "(!{0})", "not x")
+equal = _nondiff("equal", lambda xp, x, y, out=None: xp.equal(x, y, out=out), "({0} == {1})", "x == y")
+not_equal = _nondiff("not_equal", lambda xp, x, y, out=None: xp.not_equal(x, y, out=out), "({0} != {1})", "x != y")
+less = _nondiff("less", lambda xp, x, y, out=None: xp.less(x, y, out=out), "({0} < {1})", "x < y")
+less_equal = _nondiff("less_equal", lambda xp, x, y, out=None: xp.less_equal(x, y, out=out), "({0} <= {1})", "x <= y")
+greater = _nondiff("greater", lambda xp, x, y, out=None: xp.greater(x, y, out=out), "({0} > {1})", "x > y")
+greater_equal = _nondiff("greater_equal", lambda xp, x, y, out=None: xp.greater_equal(x, y, out=out), "({0} >= {1})", "x >= y")
+logical_and = _nondiff("logical_and", lambda xp, x, y, out=None: xp.logical_and(x, y, out=out), "({0} && {1})", "x and y")
+logical_or = _nondiff("logical_or", lambda xp, x, y, out=None: xp.logical_or(x, y, out=out), "({0} || {1})", "x or y")
+logical_xor = _nondiff("logical_xor", lambda xp, x, y, out=None: xp.logical_xor(x, y, out=out), "({0} != {1})", "x xor y")
+logical_not = _nondiff("logical_not", lambda xp, x, out=None: xp.logical_not(x, out=out), "(!{0})", "not x")
 
 
 def clip(a, a_min, a_max, name=None) -> Tensor:

@@ -30,8 +30,8 @@ def _matmul_infer(a: TensorType, b: TensorType) -> TensorType:
     return TensorType(batch + (a.shape[-2], b.shape[-1]), np.result_type(a.dtype, b.dtype))
 
 
-def _kernel(xp, a, b):
-    return xp.matmul(a, b)
+def _kernel(xp, a, b, out=None):
+    return xp.matmul(a, b, out=out)
 
 
 register(OpDef(

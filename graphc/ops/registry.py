@@ -16,8 +16,8 @@ from ..errors import DTypeError, GraphError, ShapeError, where
 from ..ir import Graph, Tensor, TensorType, Variable, get_default_graph, user_source
 
 # Fusion kinds: the compiler decides from these, never from op names.
-ELEMENTWISE, REDUCE, MATMUL, SHAPE, OPAQUE, STATEFUL, SOURCE = (
-    "elementwise", "reduce", "matmul", "shape", "opaque", "stateful", "source",
+ELEMENTWISE, REDUCE, MATMUL, SHAPE, OPAQUE, STATEFUL, SOURCE, FUSED = (
+    "elementwise", "reduce", "matmul", "shape", "opaque", "stateful", "source", "fused",
 )  # fmt: skip
 
 
@@ -26,7 +26,8 @@ class OpDef:
     """The whole contract of an op.
 
     infer(*input_types, **attrs) -> TensorType, or a tuple of them for several outputs
-    kernel(xp, *arrays, **attrs) -> array (or tuple), written against an array module xp
+    kernel(xp, *arrays, **attrs) -> array (or tuple), written against an array module xp;
+        elementwise and fused kernels also take ``out=`` (a buffer the memory planner chose)
     grad(g, out, *inputs, **attrs) -> one Tensor or None per input, built with graphc ops; g and
         out are tuples for ops with several outputs. Broadcasting is undone by autodiff, not here.
     differentiable: False for ops whose gradient is undefined (comparisons, argmax): asking for a
@@ -34,6 +35,7 @@ class OpDef:
     nograd_inputs: inputs that structurally receive no gradient (the condition of ``where``, the
         shape reference of ``sum_like``); they are skipped silently, like ``stop_gradient``.
     expr: a scalar C-like template for elementwise ops (``"({0} + {1})"``), for fused kernels.
+    may_alias: the kernel may return an input (or a view of one): identity, assign.
     """
 
     name: str
@@ -45,6 +47,22 @@ class OpDef:
     nograd_inputs: tuple[int, ...] = ()
     expr: str | None = None
     doc: str = ""
+    may_alias: bool = False  # the kernel may return (a view of) an input; shape ops always may
+    inplace: bool | None = None  # out= may be an input buffer (elementwise ops: yes by default)
+
+    @property
+    def writes_inplace(self) -> bool:
+        """Each output element is written after the input elements it reads, so out= may alias an input."""
+        return self.kind == ELEMENTWISE if self.inplace is None else self.inplace
+
+    @property
+    def aliases(self) -> bool:
+        return self.may_alias or self.kind == SHAPE
+
+    @property
+    def writes_out(self) -> bool:
+        """The kernel accepts ``out=``, so the memory planner may give it a buffer."""
+        return self.kind in (ELEMENTWISE, FUSED, MATMUL)
 
 
 REGISTRY: dict[str, OpDef] = {}

@@ -105,7 +105,7 @@ def _assign_infer(var: TensorType, value: TensorType) -> TensorType:
 
 
 register(OpDef(
-    "assign", STATEFUL, _assign_infer, lambda xp, var, value: value, differentiable=False,
+    "assign", STATEFUL, _assign_infer, lambda xp, var, value: value, differentiable=False, may_alias=True,
     doc="Set a variable to a new value after the outputs of the call are computed.",
 ))  # fmt: skip
 

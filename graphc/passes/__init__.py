@@ -1,7 +1,11 @@
-"""Passes: pure functions Program -> Program, run in the order ``pipeline.PIPELINES`` lists."""
+"""Passes: pure functions Program -> (Program, events), run in the order ``pipeline.PIPELINES`` lists."""
 
-from .pipeline import PIPELINES, optimize
+from .cse import merge
+from .fold import fold_constants
+from .pipeline import PIPELINES, PassReport, optimize
 from .program import Program
 from .prune import prune
+from .simplify import simplify
+from .stabilize import stabilize
 
-__all__ = ["PIPELINES", "Program", "optimize", "prune"]
+__all__ = ["PIPELINES", "PassReport", "Program", "fold_constants", "merge", "optimize", "prune", "simplify", "stabilize"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..ir import Tensor
 
@@ -11,14 +11,15 @@ from ..ir import Tensor
 class Program:
     """A compiled function's computation.
 
-    nodes: the nodes to run, in topological order (sources included).
+    nodes: the nodes to run, in topological order (sources included). Passes build their nodes in a
+        private graph, so optimizing never grows the user's graph.
     outputs: the tensors returned, flattened.
     updates: (variable name, new value) pairs, applied after the outputs are computed.
     """
 
     nodes: tuple
     outputs: tuple[Tensor, ...]
-    updates: tuple[tuple[str, Tensor], ...]
+    updates: tuple[tuple[str, Tensor], ...] = field(default=())
 
     @property
     def targets(self) -> tuple[Tensor, ...]:
@@ -26,3 +27,13 @@ class Program:
 
     def placeholders(self) -> tuple:
         return tuple(n for n in self.nodes if n.op == "placeholder")
+
+    def consumers(self) -> dict:
+        """Node -> list of (consumer node, input index); program outputs count as consumers (None)."""
+        users: dict = {n: [] for n in self.nodes}
+        for n in self.nodes:
+            for i, t in enumerate(n.inputs):
+                users[t.node].append((n, i))
+        for t in self.targets:
+            users[t.node].append((None, -1))
+        return users

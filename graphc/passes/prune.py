@@ -1,4 +1,4 @@
-"""Prune: keep only the nodes that the outputs and updates need."""
+"""Prune (dead code elimination): keep only the nodes that the outputs and updates need."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from .program import Program
 
 
 def prune(program: Program) -> Program:
-    """Drop every node no output or update depends on (dead code elimination)."""
+    """Drop every node no output or update depends on."""
     live, stack = set(), [t.node for t in program.targets]
     while stack:
         node = stack.pop()

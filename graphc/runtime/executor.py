@@ -1,13 +1,28 @@
-"""Executor: a compiled Function runs its Plan on fed arrays; no graph work happens per call."""
+"""Executor: a compiled Function checks its feeds, picks the plan for their shapes, and runs it.
+
+The generic program (optimized once at compile time) is specialized to each new input-shape
+signature on first use; the resulting Plan is cached (bounded LRU). A call does no graph work:
+feed checks, a dict lookup, the plan's generated straight-line function, and variable updates.
+"""
 
 from __future__ import annotations
 
+import sys
+import threading
+import traceback
+from collections import OrderedDict
+
 import numpy as np
 
-from ..errors import ExecutionError, FeedError, GraphcError, NumericsError, where
+from ..errors import ExecutionError, FeedError, GraphcError, where
 from ..ir import Tensor
-from ..lower import Plan
+from ..lower import lower
+from ..lower.plan import make_arena
+from ..passes.pipeline import optimize_specialized
+from ..passes.specialize import specialize
 from .variables import convert_value
+
+PLAN_CACHE_SIZE = 16
 
 
 class Function:
@@ -17,34 +32,65 @@ class Function:
     (``fn({x: a})``), or positionally when the function was compiled with ``inputs=[...]``.
     """
 
-    def __init__(self, graph, plan: Plan, program, backend, unflatten, inputs=(), check_numerics=False):
+    def __init__(self, graph, program, reports, backend, unflatten, inputs=(), opt_level=2,
+                 check_numerics=False, verify=False):  # fmt: skip
         self.graph = graph
-        self.plan = plan
-        self.program = program
+        self.program = program  # the optimized generic program
+        self.reports = reports  # what each compile-time pass did
         self.backend = backend
         self.inputs = tuple(inputs)
+        self.opt_level = opt_level
         self.check_numerics = check_numerics
+        self.verify = verify
         self._unflatten = unflatten
-        self._needed = {node for _, node in plan.feeds}
+        self._placeholders = [(n.name, n.types[0]) for n in program.placeholders()]
+        self._plans: OrderedDict = OrderedDict()  # shape signature -> (Plan, reports, arena pool)
+        self._plans_lock = threading.Lock()
+        self._updates = bool(program.updates)
         self._seen_size = len(graph.nodes)
         self._called = False
+        if all(t.is_static for _, t in self._placeholders):
+            self._plan_for(tuple(t.shape for _, t in self._placeholders))  # compile eagerly
+
+    # -- plans ------------------------------------------------------------------------------
+    def _plan_for(self, signature: tuple):
+        with self._plans_lock:
+            entry = self._plans.get(signature)
+            if entry is not None:
+                self._plans.move_to_end(signature)
+                return entry
+        shapes = {name: shape for (name, _), shape in zip(self._placeholders, signature)}
+        program = specialize(self.program, shapes)
+        program, reports = optimize_specialized(program, self.opt_level, self.verify)
+        plan = lower(program, self.backend, self.check_numerics)
+        entry = (plan, reports, [])
+        with self._plans_lock:
+            self._plans[signature] = entry
+            while len(self._plans) > PLAN_CACHE_SIZE:
+                self._plans.popitem(last=False)
+        return entry
+
+    @property
+    def plan(self):
+        """The most recently used plan (None before the first call of a function with unknown dims)."""
+        return next(reversed(self._plans.values()))[0] if self._plans else None
 
     # -- feeds ------------------------------------------------------------------------------
-    def _placeholder(self, key):
+    def _placeholder(self, key) -> str:
+        """The placeholder name a feed key stands for (plans know placeholders by name)."""
         if isinstance(key, Tensor):
             if key.graph is not self.graph or key.node.op != "placeholder":
                 raise FeedError(f"feed key '{key.name}' is not a placeholder of graph '{self.graph.name}'")
-            return key.node
+            return key.node.name
         if isinstance(key, str):
             node = self.graph._by_name.get(key)
             if node is None or node.op != "placeholder":
-                names = ", ".join(sorted(n.name for _, n in self.plan.feeds)) or "none"
+                names = ", ".join(sorted(n for n, _ in self._placeholders)) or "none"
                 raise FeedError(f"unknown feed name {key!r}: expected one of the placeholders: {names}")
-            return node
+            return key
         raise FeedError(f"feed keys must be placeholder Tensors or names: got {type(key).__name__}")
 
     def _collect(self, args, kwargs) -> dict:
-        feeds = {}
         if len(args) == 1 and isinstance(args[0], dict):  # a dict is never an array: it is a feed dict
             items = list(args[0].items())
         else:
@@ -55,89 +101,84 @@ class Function:
                 )
             items = list(zip(self.inputs, args))
         items += list(kwargs.items())
+        feeds = {}
         for key, value in items:
-            node = self._placeholder(key)
-            if node in feeds:
-                raise FeedError(f"placeholder '{node.name}' is fed twice")
-            feeds[node] = value
+            name = self._placeholder(key)
+            if name in feeds:
+                raise FeedError(f"placeholder '{name}' is fed twice")
+            feeds[name] = value
         return feeds
 
     # -- call -------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        graph, plan, backend = self.graph, self.plan, self.backend
+        graph = self.graph
         if len(graph.nodes) != self._seen_size:
             if self._called:
                 graph.warn_growth(self._seen_size)
             self._seen_size = len(graph.nodes)
         self._called = True
-        feeds = self._collect(args, kwargs)
-        env: list = [None] * plan.nslots
-        external = set()
-        for slot, node in plan.feeds:
-            if node not in feeds:
-                raise FeedError(f"missing feed for placeholder '{node.name}' {node.types[0]}{where(node.source)}")
-            t = node.types[0]
-            arr = convert_value(feeds[node], t.shape, t.dtype, f"feed '{node.name}'", FeedError)
-            env[slot] = backend.from_host(arr)
-            external.add(id(env[slot]))
-        with graph.lock:
-            for slot, name in plan.variables:
-                env[slot] = graph.variables[name]
-                external.add(id(env[slot]))
-        for slot, arr in plan.constants:
-            env[slot] = arr
-            external.add(id(arr))
-        self._run(env)
-        outputs, returned = [], set()
-        for slot in plan.outputs:
-            arr = backend.to_host(env[slot])
-            if arr.base is not None or id(arr) in external or id(arr) in returned:
-                arr = arr.copy()  # never hand out a view of a variable, feed, constant or buffer
-            returned.add(id(arr))
-            outputs.append(arr)
-        if plan.updates:
-            new = {}
-            for name, slot in plan.updates:
-                arr = backend.to_host(env[slot])
-                if arr.base is not None or id(arr) in external or id(arr) in returned:
-                    arr = np.array(arr, copy=True)
-                new[name] = arr
-            with graph.lock:
-                graph.variables.update(new)
-        return self._unflatten(outputs)
-
-    def _run(self, env: list) -> None:
-        check = self.check_numerics
-        step = None
+        feeds = self._collect(args, kwargs) if (args or kwargs) else {}
+        arrays = {}
+        for name, t in self._placeholders:
+            if name not in feeds:
+                node = graph._by_name[name]
+                raise FeedError(f"missing feed for placeholder '{name}' {t}{where(node.source)}")
+            arrays[name] = convert_value(feeds[name], t.shape, t.dtype, f"feed '{name}'", FeedError)
+        plan, _reports, arenas = self._plan_for(tuple(arrays[name].shape for name, _ in self._placeholders))
+        backend = self.backend
+        F = [backend.from_host(arrays[name]) for _, name in plan.feeds]
+        C = [c for _, c in plan.constants]
         try:
-            for step in self.plan.steps:
-                result = step.fn(*[env[a] for a in step.args])
-                if len(step.outs) == 1:
-                    env[step.outs[0]] = result
-                else:
-                    for s, r in zip(step.outs, result):
-                        env[s] = r
-                if check:
-                    _check_finite(step, env)
-                for s in step.free:
-                    env[s] = None
+            B = arenas.pop()
+        except IndexError:
+            B = make_arena(plan, backend.xp)
+        try:
+            if self._updates:
+                with graph.lock:  # updating calls are serialized; each sees the pre-call values
+                    V = [graph.variables[name] for _, name in plan.variables]
+                    outs, new = self._run(plan, F, V, C, B)
+                    for (name, _), value in zip(plan.updates, new):
+                        graph.variables[name] = backend.to_host(value)
+            else:
+                with graph.lock:
+                    V = [graph.variables[name] for _, name in plan.variables]
+                outs, _ = self._run(plan, F, V, C, B)
+        finally:
+            arenas.append(B)
+        return self._unflatten([backend.to_host(o) for o in outs])
+
+    def _run(self, plan, F, V, C, B):
+        try:
+            return plan.run(F, V, C, B)
         except GraphcError:
             raise
         except Exception as e:
+            step = _failing_step(plan, sys.exc_info()[2])
+            if step is None:
+                raise
             node = step.node
-            shapes = ", ".join(str(tuple(np.shape(env[a]))) for a in step.args)
+            shapes = ", ".join(str(t.shape) for t in node.inputs)
             raise ExecutionError(
                 f"{node.op} '{node.name}': {type(e).__name__}: {e}: got inputs of shapes {shapes}{where(node.source)}"
             ) from e
 
+    def explain(self, format: str = "text"):
+        """What the compiler did and the plan it made; ``format="json"`` gives a dict."""
+        from .explain import explain
+
+        return explain(self, format)
+
     def __repr__(self) -> str:
-        return f"<graphc.Function of graph '{self.graph.name}': {len(self.plan.steps)} steps>"
+        return f"<graphc.Function of graph '{self.graph.name}': {len(self.program.nodes)} nodes, {len(self._plans)} plans>"
 
 
-def _check_finite(step, env) -> None:
-    for s in step.outs:
-        a = np.asarray(env[s])
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
-            node = step.node
-            kind = "NaN" if np.isnan(a).any() else "Inf"
-            raise NumericsError(f"{node.op} '{node.name}': produced {kind} (check_numerics){where(node.source)}")
+def _failing_step(plan, tb):
+    """The plan step whose generated line raised, from the traceback."""
+    for frame, lineno in traceback.walk_tb(tb):
+        if frame.f_code.co_filename == plan.run.filename:
+            i = plan.line_to_step.get(lineno)
+            return plan.steps[i] if i is not None else None
+    return None
+
+
+_ = np  # NumPy is the host array type every output is returned as

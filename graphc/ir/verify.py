@@ -1,0 +1,38 @@
+"""Verifier: checks the invariants every pass must keep (order, types, names)."""
+
+from __future__ import annotations
+
+from ..errors import GraphcError
+from .types import compatible
+
+
+class VerifyError(GraphcError, AssertionError):
+    """A program broke an IR invariant (a bug in a pass, reported with the pass's name)."""
+
+
+def verify_nodes(nodes, targets=(), where: str = "") -> None:
+    """Inputs come before their consumers, re-inferred types agree, names are unique."""
+    from ..ops.registry import REGISTRY, SOURCE
+
+    seen, names = set(), set()
+    prefix = f"{where}: " if where else ""
+    for node in nodes:
+        if node.name in names:
+            raise VerifyError(f"{prefix}duplicate node name '{node.name}'")
+        names.add(node.name)
+        for t in node.inputs:
+            if t.node not in seen:
+                raise VerifyError(f"{prefix}{node.op} '{node.name}' reads '{t.name}' before it is computed")
+        opdef = REGISTRY.get(node.op)
+        if opdef is None:
+            raise VerifyError(f"{prefix}{node.op} '{node.name}': unknown op")
+        if opdef.kind != SOURCE:
+            inferred = opdef.infer(*(t.type for t in node.inputs), **node.attrs)
+            inferred = (inferred,) if not isinstance(inferred, tuple) else inferred
+            for a, b in zip(inferred, node.types):
+                if a.dtype != b.dtype or not compatible(a.shape, b.shape):
+                    raise VerifyError(f"{prefix}{node.op} '{node.name}': recorded type {b}, inferred {a}")
+        seen.add(node)
+    for t in targets:
+        if t.node not in seen:
+            raise VerifyError(f"{prefix}output '{t.name}' is not computed by the program")

@@ -1,0 +1,90 @@
+"""Codegen: a Plan's steps as the source of one straight-line Python function.
+
+The function takes the feeds F, variable arrays V, constants C and the arena of planned buffers B,
+calls each bound kernel once, copies only the outputs that could alias a feed, variable or
+constant, runs in-place variable updates last, and returns (outputs, update values).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from ..errors import NumericsError, where
+
+_counter = itertools.count()
+
+
+def _check_finite(value, node) -> None:
+    a = np.asarray(value)
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        kind = "NaN" if np.isnan(a).any() else "Inf"
+        raise NumericsError(f"{node.op} '{node.name}': produced {kind} (check_numerics){where(node.source)}")
+
+
+def generate(steps, feeds, variables, constants, outputs, updates, alias_of, memory, types, check_numerics):
+    """Return (source text, compiled run function, {line number: step index})."""
+    filename = f"<graphc plan {next(_counter)}>"
+    env = {"_check": _check_finite}
+    lines = ["def run(F, V, C, B):"]
+    for i, (v, name) in enumerate(feeds):
+        lines.append(f"    v{v} = F[{i}]  # feed '{name}'")
+    for i, (v, name) in enumerate(variables):
+        lines.append(f"    v{v} = V[{i}]  # variable '{name}'")
+    for i, (v, _arr) in enumerate(constants):
+        lines.append(f"    v{v} = C[{i}]  # constant {types[v]}")
+
+    external = {v for v, _ in feeds} | {v for v, _ in variables} | {v for v, _ in constants}
+
+    def root(v):
+        while v in alias_of:
+            v = alias_of[v]
+        return v
+
+    line_to_step = {}
+    deferred = [s for s in steps if s.out_variable is not None]
+    body_steps = [s for s in steps if s.out_variable is None]
+
+    def emit(i, s):
+        env[f"k{i}"] = s.kernel
+        args = ", ".join(f"v{a}" for a in s.args)
+        if s.out_buffer is not None:
+            args += f", out=B[{s.out_buffer}]"
+        elif s.out_variable is not None:
+            args += f", out=V[{s.out_variable}]"
+        target = ", ".join(f"v{o}" for o in s.outs) + ("," if len(s.outs) > 1 else "")
+        line_to_step[len(lines) + 1] = i
+        lines.append(f"    {target} = k{i}({args})  # {s.node.op} '{s.node.name}' -> {types[s.outs[0]]}")
+        if check_numerics:
+            env[f"n{i}"] = s.node
+            for o in s.outs:
+                lines.append(f"    _check(v{o}, n{i})")
+
+    index = {id(s): i for i, s in enumerate(steps)}
+    for s in body_steps:
+        emit(index[id(s)], s)
+    out_names, seen = [], set()
+    for v in outputs:
+        if root(v) in external or v in seen:
+            lines.append(f"    o{len(out_names)} = v{v}.copy()  # may alias a feed, variable or constant")
+            out_names.append(f"o{len(out_names)}")
+        else:
+            out_names.append(f"v{v}")
+        seen.add(v)
+    upd_names = []
+    for _name, v in updates:
+        if root(v) in external or v in seen:
+            lines.append(f"    u{len(upd_names)} = v{v}.copy()")
+            upd_names.append(f"u{len(upd_names)}")
+        else:
+            upd_names.append(f"v{v}")
+        seen.add(v)
+    for s in deferred:
+        emit(index[id(s)], s)
+    lines.append(f"    return [{', '.join(out_names)}], [{', '.join(upd_names)}]")
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, filename, "exec"), env)  # our own generated text, never file content
+    run = env["run"]
+    run.filename = filename
+    return source, run, line_to_step

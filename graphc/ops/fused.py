@@ -1,0 +1,87 @@
+"""Fused ops: a cluster of elementwise ops (optionally after a matmul) kept as a small expression.
+
+The ``body`` attribute is a tuple of instructions ``(op, args, attrs, dtype)``; an arg ``i`` below
+the number of inputs names input ``i``, above it names an earlier instruction's result. The last
+instruction is the output. Every backend generates its own single kernel from the body: NumPy
+runs it as ufuncs over cache-sized blocks (backends/numpy_backend.py); native C and CUDA
+backends emit a loop from each op's ``expr`` template. The kernels here are the reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import TensorType
+from ..ir.types import broadcast_shapes
+from .registry import FUSED, OpDef, register
+
+
+def body_text(body, n_inputs: int, names=None) -> str:
+    """The body as an expression, for explain: ``tanh(add(multiply(%0, %1), %2))``."""
+    names = names or [f"%{i}" for i in range(n_inputs)]
+    exprs = list(names)
+    for op, args, attrs, _dtype in body:
+        extra = "".join(f", {k}={v}" for k, v in attrs)
+        exprs.append(f"{op}({', '.join(exprs[a] for a in args)}{extra})")
+    return exprs[-1]
+
+
+def run_body(xp, body, inputs, out=None):
+    """Evaluate a body on whole arrays (the reference every backend must match)."""
+    from .registry import REGISTRY
+
+    vals = list(inputs)
+    last = len(body) - 1
+    for i, (op, args, attrs, _dtype) in enumerate(body):
+        vals.append(REGISTRY[op].kernel(xp, *(vals[a] for a in args), out=out if i == last else None, **dict(attrs)))
+    return vals[-1]
+
+
+def _fused_infer(*types: TensorType, body, **_) -> TensorType:
+    return TensorType(broadcast_shapes(*(t.shape for t in types)), np.dtype(body[-1][3]))
+
+
+def _fused_kernel(xp, *inputs, body, out=None):
+    return run_body(xp, body, inputs, out)
+
+
+def _inline(inputs, body):
+    """Rebuild the body as ordinary ops on ``inputs`` (so a fused node can be differentiated)."""
+    from .registry import apply
+
+    vals = list(inputs)
+    for op, args, attrs, _dtype in body:
+        vals.append(apply(op, *(vals[a] for a in args), **dict(attrs)))
+    return vals[-1]
+
+
+def _fused_grad(g, out, *inputs, body):
+    from ..autodiff import grad
+
+    return tuple(grad(_inline(inputs, body), list(inputs), grad_ys=g))
+
+
+register(OpDef("fused_elementwise", FUSED, _fused_infer, _fused_kernel, _fused_grad, inplace=True,
+               doc="A fused cluster of elementwise ops, one kernel."))  # fmt: skip
+
+
+def _matmul_infer(a: TensorType, b: TensorType, *rest: TensorType, body, **_) -> TensorType:
+    from .linalg import _matmul_infer as mm
+
+    return TensorType(mm(a, b).shape, np.dtype(body[-1][3]))
+
+
+def _matmul_kernel(xp, a, b, *rest, body, out=None):
+    mm = xp.matmul(a, b, out=out)  # the GEMM writes the planned buffer; the epilogue runs in place
+    return run_body(xp, body, (mm, *rest), out=mm)
+
+
+def _matmul_grad(g, out, a, b, *rest, body):
+    from ..autodiff import grad
+
+    inputs = [a, b, *rest]
+    return tuple(grad(_inline([a @ b, *rest], body), inputs, grad_ys=g))
+
+
+register(OpDef("fused_matmul", FUSED, _matmul_infer, _matmul_kernel, _matmul_grad,
+               doc="matmul followed by an elementwise epilogue (bias, activation) applied in place."))  # fmt: skip

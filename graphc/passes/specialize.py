@@ -1,0 +1,40 @@
+"""Specialize: give every placeholder the shape it was fed and re-infer all types (all static).
+
+A function compiled with unknown dims is specialized on its first call with each new
+input-shape signature; the static program then gets the shape-dependent passes (fusion, memory
+planning), and the resulting plan is cached.
+"""
+
+from __future__ import annotations
+
+from ..errors import DTypeError, ExecutionError, ShapeError, where
+from ..ir import Graph, TensorType
+from ..ir.types import fmt_shape
+from ..ops.registry import REGISTRY, SOURCE
+from .program import Program
+
+
+def specialize(program: Program, shapes: dict[str, tuple]) -> Program:
+    """The program with placeholder ``name`` given shape ``shapes[name]`` and types re-inferred."""
+    graph = Graph("specialized")
+    mapping = {}
+    for node in program.nodes:
+        inputs = tuple(mapping[t] for t in node.inputs)
+        attrs, types = node.attrs, node.types
+        if node.op == "placeholder":
+            shape = tuple(shapes[node.name])
+            attrs = {**attrs, "shape": shape}
+            types = (TensorType(shape, node.types[0].dtype),)
+        elif REGISTRY[node.op].kind != SOURCE:
+            try:
+                types = REGISTRY[node.op].infer(*(t.type for t in inputs), **attrs)
+            except (ShapeError, DTypeError) as e:
+                fed = ", ".join(f"{k}={fmt_shape(v)}" for k, v in sorted(shapes.items()))
+                raise ExecutionError(f"{node.op} '{node.name}': {e}: with feeds {fed}{where(node.source)}") from None
+            types = (types,) if isinstance(types, TensorType) else tuple(types)
+        new = graph.append(node.op, inputs, attrs, types, node.name, node.source)
+        mapping.update(zip(node.outputs, new.outputs))
+    return Program(
+        tuple(graph.nodes), tuple(mapping[t] for t in program.outputs),
+        tuple((name, mapping[t]) for name, t in program.updates),
+    )  # fmt: skip
