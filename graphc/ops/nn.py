@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import DTypeError, ShapeError
 from ..ir import Tensor, TensorType
 from ..ir.types import fmt_shape, normalize_axes
 from .elementwise import cast, exp
@@ -27,7 +27,7 @@ def _log_softmax_kernel(xp, x, axis):
 
 def _float_same(x: TensorType, axis) -> TensorType:
     if x.dtype.kind != "f":
-        raise ShapeError(f"needs a float input: got {x.dtype}")
+        raise DTypeError(f"needs a float input: got {x.dtype}")
     return x
 
 
@@ -56,9 +56,9 @@ log_softmax = _axis_fn("log_softmax", "``x - logsumexp(x, axis)``, stable for la
 
 def _xent_infer(logits: TensorType, labels: TensorType) -> TensorType:
     if logits.dtype.kind != "f":
-        raise ShapeError(f"logits must be float: got {logits.dtype}")
+        raise DTypeError(f"logits must be float: got {logits.dtype}")
     if labels.dtype.kind not in "iu":
-        raise ShapeError(f"labels must be integer class indices: got {labels.dtype}")
+        raise DTypeError(f"labels must be integer class indices: got {labels.dtype}")
     if logits.ndim != labels.ndim + 1 or any(
         a is not None and b is not None and a != b for a, b in zip(logits.shape[:-1], labels.shape)
     ):

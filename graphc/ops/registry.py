@@ -117,4 +117,8 @@ def kernel_dtype(opdef_kernel, dtypes, **attrs) -> np.dtype:
     """The dtype NumPy itself produces for an elementwise kernel on inputs of these dtypes."""
     with np.errstate(all="ignore"):
         dummies = [np.ones((), dtype=d) for d in dtypes]
-        return np.asarray(opdef_kernel(np, *dummies, **attrs)).dtype
+        try:
+            return np.asarray(opdef_kernel(np, *dummies, **attrs)).dtype
+        except TypeError:  # NumPy has no loop for these dtypes (e.g. -x for bool x)
+            got = ", ".join(str(d) for d in dtypes)
+            raise DTypeError(f"no kernel for operand dtypes: got {got}") from None

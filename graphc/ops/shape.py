@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ..dtypes import as_dtype
-from ..errors import GraphError, ShapeError
+from ..errors import DTypeError, GraphError, ShapeError
 from ..ir import Tensor, TensorType
 from ..ir.types import broadcast_shapes, compatible, fmt_shape, normalize_axes, size
 from .registry import SHAPE, OpDef, apply, kernel_dtype, register
@@ -75,10 +75,10 @@ register(OpDef("transpose", SHAPE, _transpose_infer, lambda xp, x, axes: xp.tran
 def transpose(a, axes=None, name=None) -> Tensor:
     """Permute the axes, like ``np.transpose`` (reverses them when ``axes`` is None)."""
     a = as_tensor(a)
-    axes = tuple(range(a.ndim))[::-1] if axes is None else tuple(int(x) % builtins.max(a.ndim, 1) for x in axes)
-    if sorted(axes) != list(range(a.ndim)):
+    axes = tuple(range(a.ndim))[::-1] if axes is None else tuple(int(x) for x in axes)
+    if sorted(x % a.ndim if -a.ndim <= x < a.ndim else x for x in axes) != list(range(a.ndim)):
         raise ShapeError(f"transpose '{a.name}': axes must be a permutation of 0..{a.ndim - 1}: got {axes}")
-    return apply("transpose", a, name=name, axes=axes)
+    return apply("transpose", a, name=name, axes=tuple(x % a.ndim for x in axes))
 
 
 def expand_dims(a, axis, name=None) -> Tensor:
@@ -195,7 +195,7 @@ def _concat_infer(*xs: TensorType, axis) -> TensorType:
     shape = list(broadcast_shapes(*(t.shape[:axis] + (1,) + t.shape[axis + 1 :] for t in xs)))
     dims = [x.shape[axis] for x in xs]
     shape[axis] = None if None in dims else builtins.sum(dims)
-    return TensorType(tuple(shape), kernel_dtype(lambda xp, *a: xp.concatenate(a), [x.dtype for x in xs]))
+    return TensorType(tuple(shape), np.result_type(*(x.dtype for x in xs)))  # what np.concatenate gives
 
 
 def _concat_grad(g, o, *xs, axis):
@@ -234,9 +234,10 @@ def _split_sizes(dim, sections):
         if dim is not None and dim % sections:
             raise ShapeError(f"axis of size {dim} does not split into {sections} equal sections")
         return [None if dim is None else dim // sections] * sections
-    bounds = [0, *sections, dim]
-    return [None if (b is None or a is None) else builtins.max(builtins.min(b, dim or b) - a, 0)
-            for a, b in zip(bounds[:-1], bounds[1:])]  # fmt: skip
+    if dim is None:
+        return [None] * (len(sections) + 1)
+    bounds = [0, *sections, dim]  # np.split slices x[a:b] between consecutive points
+    return [len(range(*slice(a, b).indices(dim))) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _split_infer(x: TensorType, sections, axis):
@@ -358,7 +359,7 @@ def getitem(x, index, name=None) -> Tensor:
 # -- take, one_hot, pad ----------------------------------------------------------------------
 def _take_infer(a: TensorType, idx: TensorType, axis) -> TensorType:
     if idx.dtype.kind not in "iu":
-        raise ShapeError(f"indices must be integers: got {idx.dtype}")
+        raise DTypeError(f"indices must be integers: got {idx.dtype}")
     return TensorType(a.shape[:axis] + idx.shape + a.shape[axis + 1 :], a.dtype)
 
 
@@ -401,7 +402,9 @@ def one_hot(indices, depth: int, dtype="float32", name=None) -> Tensor:
     """``(..., depth)`` rows with a 1 at each index (out-of-range indices give all zeros)."""
     indices = as_tensor(indices)
     if indices.dtype.kind not in "iu":
-        raise ShapeError(f"one_hot '{indices.name}': indices must be integers: got {indices.dtype}")
+        raise DTypeError(f"one_hot '{indices.name}': indices must be integers: got {indices.dtype}")
+    if int(depth) < 0:
+        raise ShapeError(f"one_hot '{indices.name}': depth must be >= 0: got {depth}")
     return apply("one_hot", indices, name=name, depth=int(depth), dtype=as_dtype(dtype))
 
 
@@ -421,7 +424,11 @@ register(OpDef(
 def pad(array, pad_width, constant_values=0, name=None) -> Tensor:
     """Pad with a constant, like ``np.pad(array, pad_width, constant_values=...)``."""
     array = as_tensor(array)
-    pw = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (array.ndim, 2))
+    try:
+        pw = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (array.ndim, 2))
+    except ValueError:
+        raise ShapeError(f"pad '{array.name}': pad_width must broadcast to ({array.ndim}, 2): "
+                         f"got {pad_width!r}") from None  # fmt: skip
     if (pw < 0).any():
         raise ShapeError(f"pad '{array.name}': pad widths must be >= 0: got {pad_width!r}")
     pw = tuple((int(a), int(b)) for a, b in pw)

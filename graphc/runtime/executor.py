@@ -162,11 +162,16 @@ class Function:
                 f"{node.op} '{node.name}': {type(e).__name__}: {e}: got inputs of shapes {shapes}{where(node.source)}"
             ) from e
 
-    def explain(self, format: str = "text"):
-        """What the compiler did and the plan it made; ``format="json"`` gives a dict."""
+    def explain(self, format: str = "text", timings: bool = False):
+        """What the compiler did and the plans it made, like SQL's EXPLAIN.
+
+        Every pass with node counts and each rewrite, merge, fold and fusion (and why candidates
+        were not fused or folded), then each specialized plan: kernels, buffers, peak memory and
+        the generated code. ``format="json"`` returns a dict; ``timings=True`` adds per-pass times.
+        """
         from .explain import explain
 
-        return explain(self, format)
+        return explain(self, format, timings)
 
     def __repr__(self) -> str:
         return f"<graphc.Function of graph '{self.graph.name}': {len(self.program.nodes)} nodes, {len(self._plans)} plans>"
