@@ -57,33 +57,33 @@ BACKEND = NumpyBackend()  # one pool per process, shared by every compiled funct
 
 
 class FusedKernel:
-    """A fused body bound to the static shapes of one plan."""
+    """A fused body bound to the static shapes of one plan, as generated Python: one ufunc call
+    per instruction, either on whole arrays (small tensors) or in a loop over blocks."""
 
     def __init__(self, backend: NumpyBackend, node):
         self.backend = backend
         self.node = node
         body = node.attrs["body"]
         self.matmul = node.op == "fused_matmul"
-        self.instrs = [
-            (functools.partial(REGISTRY[op].kernel, np, **dict(attrs)), args, np.dtype(dtype))
-            for op, args, attrs, dtype in body
-        ]
         self.out_type = node.types[0]
         in_types = [t.type for t in node.inputs]
         if self.matmul:  # body input 0 is the GEMM result, which has the output's type
             in_types = [self.out_type, *in_types[2:]]
-        self.in_shapes = [t.shape for t in in_types]
-        self.size = int(np.prod(self.out_type.shape, dtype=np.int64))
         shape = self.out_type.shape
-        full = [s == shape for s in self.in_shapes]
-        scalar = [int(np.prod(s, dtype=np.int64)) == 1 for s in self.in_shapes]
-        # flat blocking when every input is whole or a single value; else blocks of whole rows
-        self.flat = all(f or s for f, s in zip(full, scalar))
+        self.size = int(np.prod(shape, dtype=np.int64))
+        in_shapes = [t.shape for t in in_types]
+        full = [s == shape for s in in_shapes]
+        single = [int(np.prod(s, dtype=np.int64)) == 1 for s in in_shapes]
+        # flat blocks when every input is whole or a single value; else blocks of whole rows
+        self.flat = all(f or s for f, s in zip(full, single))
         row = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
-        self.rows = max(1, BLOCK // max(row, 1))
-        self.sliced = [f if self.flat else (len(s) == len(shape) and len(s) > 0 and s[0] == shape[0])
-                       for f, s in zip(full, self.in_shapes)]  # fmt: skip
-        self.blocked = self.size > 2 * BLOCK and (self.flat or (len(shape) > 1 and shape[0] > self.rows))
+        self.step = BLOCK if self.flat else max(1, BLOCK // max(row, 1))
+        self.n = self.size if self.flat else (shape[0] if shape else 1)
+        self.sliced = [f if self.flat else (len(s) == len(shape) > 0 and s[0] == shape[0])
+                       for f, s in zip(full, in_shapes)]  # fmt: skip
+        self.blocked = self.size > 2 * BLOCK and self.n >= 2 * self.step
+        self.scratch_dtypes = [np.dtype(d) for _op, _a, _at, d in body[:-1]]
+        self.whole, self.blocks, self.source = _generate(body, len(in_types), self.sliced)
 
     def __call__(self, *arrays, out=None):
         if out is None:
@@ -91,45 +91,72 @@ class FusedKernel:
         if self.matmul:
             a, b, *rest = arrays
             arrays = (np.matmul(a, b, out=out), *rest)
-        if not self.blocked:
-            return self._run(arrays, out)
-        if self.flat:
-            views = [a.reshape(-1) if s else np.asarray(a).reshape(()) for a, s in zip(arrays, self.sliced)]
-            target, n, step = out.reshape(-1), self.size, BLOCK
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            if not self.blocked:
+                return self.whole(*arrays, out)
+            if self.flat:
+                arrays = [a.reshape(-1) if s else np.asarray(a).reshape(()) for a, s in zip(arrays, self.sliced)]
+                target = out.reshape(-1)
+            else:
+                target = out
+            n, step = self.n, self.step
+            nblocks = -(-n // step)
+            threads = min(num_threads(), nblocks) if self.size >= PARALLEL_MIN else 1
+            per = -(-nblocks // threads) * step
+            ranges = [(lo, min(n, lo + per)) for lo in range(0, n, per)]
+            futures = [self.backend.pool().submit(self._range, arrays, target, lo, hi) for lo, hi in ranges[1:]]
+            self._range(arrays, target, *ranges[0])
+            for f in futures:
+                f.result()
+        return out
+
+    def _range(self, arrays, target, lo, hi):
+        """Rows or elements [lo, hi) of the output, with this thread's own scratch buffers."""
+        step = self.step
+        tail = target.shape[1:]
+        scratch = [np.empty((step, *tail), d) for d in self.scratch_dtypes]
+        full_hi = lo + (hi - lo) // step * step
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            if full_hi > lo:
+                self.blocks(*arrays, target, lo, full_hi, step, *scratch)
+            if full_hi < hi:
+                m = hi - full_hi
+                self.blocks(*arrays, target, full_hi, hi, m, *(s[:m] for s in scratch))
+
+
+def _generate(body, n_in: int, sliced) -> tuple:
+    """Source for ``whole(*inputs, out)`` and ``blocks(*inputs, out, lo, hi, step, *scratch)``."""
+    env = {"np": np}
+    calls = []
+    for i, (op, args, attrs, _dtype) in enumerate(body):
+        opdef = REGISTRY[op]
+        if opdef.ufunc is not None and not attrs:
+            fn = f"np.{opdef.ufunc}"
         else:
-            views = list(arrays)
-            target, n, step = out, self.out_type.shape[0], self.rows
-        nblocks = -(-n // step)
-        threads = min(num_threads(), nblocks) if self.size >= PARALLEL_MIN else 1
-        chunk = -(-nblocks // threads)
-        ranges = [(c * chunk * step, min(n, (c + 1) * chunk * step)) for c in range(threads)]
-        ranges = [r for r in ranges if r[0] < r[1]]
-        futures = [self.backend.pool().submit(self._blocks, views, target, lo, hi, step) for lo, hi in ranges[1:]]
-        self._blocks(views, target, *ranges[0], step)
-        for f in futures:
-            f.result()
-        return out
+            fn = f"K{i}"
+            env[fn] = functools.partial(opdef.kernel, np, **dict(attrs))
+        calls.append((fn, args))
+    last = len(body) - 1
+    ins = [f"x{i}" for i in range(n_in)]
+    name = lambda a, vals: vals[a]  # noqa: E731
 
-    def _run(self, inputs, out):
-        """All instructions on whole arrays; the last one writes ``out``."""
-        vals = list(inputs)
-        last = len(self.instrs) - 1
-        with np.errstate(over="ignore", under="ignore"):
-            for i, (fn, args, _dtype) in enumerate(self.instrs):
-                vals.append(fn(*(vals[a] for a in args), out=out if i == last else None))
-        return out
+    whole = [f"def whole({', '.join(ins)}, out):"]
+    vals = list(ins)
+    for i, (fn, args) in enumerate(calls):
+        dst = "out" if i == last else "None"
+        whole.append(f"    t{i} = {fn}({', '.join(name(a, vals) for a in args)}, out={dst})")
+        vals.append(f"t{i}")
+    whole.append("    return out")
 
-    def _blocks(self, views, target, lo, hi, step):
-        """Blocks [lo, hi) of the (flattened or row-blocked) output, with private scratch."""
-        tail = target.shape[1:] if not self.flat else ()
-        scratch = [np.empty((step, *tail), dtype) for _fn, _args, dtype in self.instrs[:-1]]
-        last = len(self.instrs) - 1
-        sliced = self.sliced
-        with np.errstate(over="ignore", under="ignore"):
-            for start in range(lo, hi, step):
-                stop = min(start + step, hi)
-                m = stop - start
-                vals = [v[start:stop] if s else v for v, s in zip(views, sliced)]
-                for i, (fn, args, _dtype) in enumerate(self.instrs):
-                    dst = target[start:stop] if i == last else scratch[i][:m]
-                    vals.append(fn(*(vals[a] for a in args), out=dst))
+    scratch = [f"s{i}" for i in range(last)]
+    blocks = [f"def blocks({', '.join(ins)}, out, lo, hi, step{''.join(', ' + s for s in scratch)}):"]
+    blocks.append("    for start in range(lo, hi, step):")
+    blocks.append("        stop = start + step")
+    vals = [f"{x}[start:stop]" if s else x for x, s in zip(ins, sliced)]
+    for i, (fn, args) in enumerate(calls):
+        dst = "out[start:stop]" if i == last else f"s{i}"
+        blocks.append(f"        {fn}({', '.join(name(a, vals) for a in args)}, out={dst})")
+        vals.append(f"s{i}")
+    source = "\n".join(whole) + "\n\n" + "\n".join(blocks) + "\n"
+    exec(compile(source, f"<graphc fused kernel>", "exec"), env)  # our own generated text
+    return env["whole"], env["blocks"], source

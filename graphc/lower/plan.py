@@ -53,6 +53,8 @@ def _inplace_updates(program: Program, compute: list) -> dict:
     cands = {}
     for name, t in program.updates:
         node = t.node
+        if name not in var_node:
+            continue  # the function never reads this variable, so it has no array to write into
         opdef = REGISTRY[node.op]
         reads_var = any(i.node is var_node[name] for i in node.inputs)
         if (opdef.writes_out and len(node.types) == 1 and len(users[node]) == 1

@@ -38,10 +38,29 @@ def _widest(tensors):
     return next((t for t in tensors if t.dtype == target), tensors[0])
 
 
+def _ufunc_kernel(ufunc: str):
+    """The kernel of an op that is exactly one ufunc of the array module (np.add, cupy.add ...)."""
+
+    def kernel(xp, *args, out=None):
+        return getattr(xp, ufunc)(*args, out=out)
+
+    kernel.__name__ = ufunc
+    return kernel
+
+
 def _op(name, kernel, grad=None, expr=None, doc="", **kw):
-    """Register an elementwise op and return its public function (unary or n-ary by arity)."""
-    register(OpDef(name, ELEMENTWISE, _infer(kernel), kernel, grad, expr=expr, doc=doc, **kw))
-    arity = kernel.__code__.co_argcount - 2  # xp and out
+    """Register an elementwise op and return its public function (unary or n-ary by arity).
+
+    ``kernel`` is a ufunc name when the op is exactly that ufunc (backends may then call the ufunc
+    directly), else a function ``kernel(xp, *arrays, out=None)``.
+    """
+    ufunc = kernel if isinstance(kernel, str) else None
+    if ufunc is not None:
+        kernel = _ufunc_kernel(ufunc)
+        arity = getattr(np, ufunc).nin
+    else:
+        arity = kernel.__code__.co_argcount - 2  # xp and out
+    register(OpDef(name, ELEMENTWISE, _infer(kernel), kernel, grad, expr=expr, doc=doc, ufunc=ufunc, **kw))
 
     if arity == 1:
         def fn(x, name=None):
@@ -78,43 +97,43 @@ mul_no_nan = _op(
 )  # fmt: skip
 
 # -- arithmetic -----------------------------------------------------------------------------
-add = _op("add", lambda xp, x, y, out=None: xp.add(x, y, out=out), lambda g, o, x, y: (g, g), "({0} + {1})", "x + y")
-subtract = _op("subtract", lambda xp, x, y, out=None: xp.subtract(x, y, out=out), lambda g, o, x, y: (g, -g),
+add = _op("add", "add", lambda g, o, x, y: (g, g), "({0} + {1})", "x + y")
+subtract = _op("subtract", "subtract", lambda g, o, x, y: (g, -g),
                "({0} - {1})", "x - y")  # fmt: skip
-multiply = _op("multiply", lambda xp, x, y, out=None: xp.multiply(x, y, out=out), lambda g, o, x, y: (g * y, g * x),
+multiply = _op("multiply", "multiply", lambda g, o, x, y: (g * y, g * x),
                "({0} * {1})", "x * y")  # fmt: skip
 divide = _op(
-    "divide", lambda xp, x, y, out=None: xp.true_divide(x, y, out=out),
+    "divide", "true_divide",
     lambda g, o, x, y: (mul_no_nan(g, reciprocal(y)), mul_no_nan(g, negative(o) / y)),
     "({0} / {1})", "x / y (true division)",
 )  # fmt: skip
 power = _op(
-    "power", lambda xp, x, y, out=None: xp.power(x, y, out=out),
+    "power", "power",
     lambda g, o, x, y: (mul_no_nan(g, y * power(x, y - 1)), mul_no_nan(g, o * log(x))),
     "pow({0}, {1})", "x ** y",
 )  # fmt: skip
-negative = _op("negative", lambda xp, x, out=None: xp.negative(x, out=out), lambda g, o, x: (-g,), "(-{0})", "-x")
+negative = _op("negative", "negative", lambda g, o, x: (-g,), "(-{0})", "-x")
 maximum = _op(
-    "maximum", lambda xp, x, y, out=None: xp.maximum(x, y, out=out),
+    "maximum", "maximum",
     lambda g, o, x, y: (where(x >= y, g, 0), where(x >= y, 0, g)), "max({0}, {1})",
     "Elementwise maximum; at ties the gradient goes to x.",
 )  # fmt: skip
 minimum = _op(
-    "minimum", lambda xp, x, y, out=None: xp.minimum(x, y, out=out),
+    "minimum", "minimum",
     lambda g, o, x, y: (where(x <= y, g, 0), where(x <= y, 0, g)), "min({0}, {1})",
     "Elementwise minimum; at ties the gradient goes to x.",
 )  # fmt: skip
 
 # -- math functions -------------------------------------------------------------------------
-abs = _op("abs", lambda xp, x, out=None: xp.abs(x, out=out), lambda g, o, x: (g * sign(x),), "fabs({0})", "|x|")  # noqa: A001
+abs = _op("abs", "abs", lambda g, o, x: (g * sign(x),), "fabs({0})", "|x|")  # noqa: A001
 _zero_grad = lambda g, o, x: (zeros_like(x),)  # noqa: E731  (piecewise constant: zero a.e.)
-sign = _op("sign", lambda xp, x, out=None: xp.sign(x, out=out), _zero_grad, "sign({0})", "-1, 0 or 1 by the sign of x")
-floor = _op("floor", lambda xp, x, out=None: xp.floor(x, out=out), _zero_grad, "floor({0})", "Round down.")
-ceil = _op("ceil", lambda xp, x, out=None: xp.ceil(x, out=out), _zero_grad, "ceil({0})", "Round up.")
-round = _op("round", lambda xp, x, out=None: xp.round(x, out=out), _zero_grad, "rint({0})",  # noqa: A001
+sign = _op("sign", "sign", _zero_grad, "sign({0})", "-1, 0 or 1 by the sign of x")
+floor = _op("floor", "floor", _zero_grad, "floor({0})", "Round down.")
+ceil = _op("ceil", "ceil", _zero_grad, "ceil({0})", "Round up.")
+round = _op("round", "rint", _zero_grad, "rint({0})",  # noqa: A001
             "Round half to even, like np.round.")  # fmt: skip
-exp = _op("exp", lambda xp, x, out=None: xp.exp(x, out=out), lambda g, o, x: (mul_no_nan(g, o),), "exp({0})", "e ** x")
-_log = _op("log", lambda xp, x, out=None: xp.log(x, out=out), lambda g, o, x: (mul_no_nan(g, reciprocal(x)),),
+exp = _op("exp", "exp", lambda g, o, x: (mul_no_nan(g, o),), "exp({0})", "e ** x")
+_log = _op("log", "log", lambda g, o, x: (mul_no_nan(g, reciprocal(x)),),
            "log({0})", "Natural logarithm.")  # fmt: skip
 
 
@@ -132,18 +151,18 @@ def log(x, name=None) -> Tensor:
     if x.node.op == "sigmoid" and name is None:
         return negative(softplus(negative(x.node.inputs[0])))
     return _log(x, name=name)
-log1p = _op("log1p", lambda xp, x, out=None: xp.log1p(x, out=out), lambda g, o, x: (mul_no_nan(g, reciprocal(x + 1)),),
+log1p = _op("log1p", "log1p", lambda g, o, x: (mul_no_nan(g, reciprocal(x + 1)),),
             "log1p({0})", "log(1 + x), accurate for small x.")  # fmt: skip
-expm1 = _op("expm1", lambda xp, x, out=None: xp.expm1(x, out=out), lambda g, o, x: (mul_no_nan(g, o + 1),),
+expm1 = _op("expm1", "expm1", lambda g, o, x: (mul_no_nan(g, o + 1),),
             "expm1({0})", "exp(x) - 1, accurate for small x.")  # fmt: skip
-sqrt = _op("sqrt", lambda xp, x, out=None: xp.sqrt(x, out=out), lambda g, o, x: (mul_no_nan(g, 0.5 / o),),
+sqrt = _op("sqrt", "sqrt", lambda g, o, x: (mul_no_nan(g, 0.5 / o),),
            "sqrt({0})", "Square root.")  # fmt: skip
-square = _op("square", lambda xp, x, out=None: xp.square(x, out=out), lambda g, o, x: (g * (x * 2),), "({0} * {0})", "x * x")
-reciprocal = _op("reciprocal", lambda xp, x, out=None: xp.reciprocal(x, out=out),
+square = _op("square", "square", lambda g, o, x: (g * (x * 2),), "({0} * {0})", "x * x")
+reciprocal = _op("reciprocal", "reciprocal",
                  lambda g, o, x: (mul_no_nan(g, negative(square(o))),), "(1 / {0})", "1 / x")  # fmt: skip
-sin = _op("sin", lambda xp, x, out=None: xp.sin(x, out=out), lambda g, o, x: (g * cos(x),), "sin({0})", "Sine.")
-cos = _op("cos", lambda xp, x, out=None: xp.cos(x, out=out), lambda g, o, x: (negative(g * sin(x)),), "cos({0})", "Cosine.")
-tanh = _op("tanh", lambda xp, x, out=None: xp.tanh(x, out=out), lambda g, o, x: (g * (1 - square(o)),), "tanh({0})",
+sin = _op("sin", "sin", lambda g, o, x: (g * cos(x),), "sin({0})", "Sine.")
+cos = _op("cos", "cos", lambda g, o, x: (negative(g * sin(x)),), "cos({0})", "Cosine.")
+tanh = _op("tanh", "tanh", lambda g, o, x: (g * (1 - square(o)),), "tanh({0})",
            "Hyperbolic tangent.")  # fmt: skip
 
 
@@ -208,16 +227,16 @@ def _nondiff(name, kernel, expr, doc):
     return _op(name, kernel, expr=expr, doc=doc, differentiable=False)
 
 
-equal = _nondiff("equal", lambda xp, x, y, out=None: xp.equal(x, y, out=out), "({0} == {1})", "x == y")
-not_equal = _nondiff("not_equal", lambda xp, x, y, out=None: xp.not_equal(x, y, out=out), "({0} != {1})", "x != y")
-less = _nondiff("less", lambda xp, x, y, out=None: xp.less(x, y, out=out), "({0} < {1})", "x < y")
-less_equal = _nondiff("less_equal", lambda xp, x, y, out=None: xp.less_equal(x, y, out=out), "({0} <= {1})", "x <= y")
-greater = _nondiff("greater", lambda xp, x, y, out=None: xp.greater(x, y, out=out), "({0} > {1})", "x > y")
-greater_equal = _nondiff("greater_equal", lambda xp, x, y, out=None: xp.greater_equal(x, y, out=out), "({0} >= {1})", "x >= y")
-logical_and = _nondiff("logical_and", lambda xp, x, y, out=None: xp.logical_and(x, y, out=out), "({0} && {1})", "x and y")
-logical_or = _nondiff("logical_or", lambda xp, x, y, out=None: xp.logical_or(x, y, out=out), "({0} || {1})", "x or y")
-logical_xor = _nondiff("logical_xor", lambda xp, x, y, out=None: xp.logical_xor(x, y, out=out), "({0} != {1})", "x xor y")
-logical_not = _nondiff("logical_not", lambda xp, x, out=None: xp.logical_not(x, out=out), "(!{0})", "not x")
+equal = _nondiff("equal", "equal", "({0} == {1})", "x == y")
+not_equal = _nondiff("not_equal", "not_equal", "({0} != {1})", "x != y")
+less = _nondiff("less", "less", "({0} < {1})", "x < y")
+less_equal = _nondiff("less_equal", "less_equal", "({0} <= {1})", "x <= y")
+greater = _nondiff("greater", "greater", "({0} > {1})", "x > y")
+greater_equal = _nondiff("greater_equal", "greater_equal", "({0} >= {1})", "x >= y")
+logical_and = _nondiff("logical_and", "logical_and", "({0} && {1})", "x and y")
+logical_or = _nondiff("logical_or", "logical_or", "({0} || {1})", "x or y")
+logical_xor = _nondiff("logical_xor", "logical_xor", "({0} != {1})", "x xor y")
+logical_not = _nondiff("logical_not", "logical_not", "(!{0})", "not x")
 
 
 def clip(a, a_min, a_max, name=None) -> Tensor:

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..ir import Tensor, TensorType
 from ..ir.types import normalize_axes
-from .elementwise import cast, equal, exp, log, reciprocal, where
+from .elementwise import cast, equal, exp, log, reciprocal, stop_gradient, where
 from .registry import REDUCE, SHAPE, OpDef, apply, register
 from .shape import broadcast_like, expand_dims
 from .state import as_tensor
@@ -75,17 +75,27 @@ register(OpDef(
 
 
 def _max_grad(g, o, x, axes, keepdims):
-    mask = cast(equal(x, _back(o, x, axes, keepdims)), x.dtype)
+    # The mask is piecewise constant: its gradient is zero (blocked), not undefined, so that
+    # the gradient of this gradient exists.
+    mask = stop_gradient(cast(equal(x, _back(o, x, axes, keepdims)), x.dtype))
     return (_back(g, x, axes, keepdims) * mask / sum(mask, axes, keepdims=True),)
 
 
 def _prod_grad(g, o, x, axes, keepdims):
-    """d prod / d x_i = product of the others, exact with zeros (no division by x_i = 0)."""
+    """d prod / d x_i = product of the others, exact with zeros (no division by x_i = 0).
+
+    The others of x_i are its nonzero ones (all nonzero entries / x_i) times its zero ones: all
+    the zeros when x_i != 0; when x_i == 0, nothing, the other zero, or 0 for 1, 2 or more zeros.
+    Each factor equals the product near x, not only at x, so second derivatives are exact too.
+    """
     zero = equal(x, 0)
-    nonzero_prod = prod(where(zero, 1, x), axes, keepdims=True)
+    nonzero = where(zero, 1, x)
+    nonzero_prod = prod(nonzero, axes, keepdims=True)
+    zero_prod = prod(where(zero, x, 1), axes, keepdims=True)  # 0, or 1 when there is no zero
     nzeros = sum(cast(zero, x.dtype), axes, keepdims=True)
-    others = where(zero, where(equal(nzeros, 1), nonzero_prod, 0),
-                   where(equal(nzeros, 0), nonzero_prod * reciprocal(where(zero, 1, x)), 0))  # fmt: skip
+    other_zero = sum(where(zero, x, 0), axes, keepdims=True) - x  # its value is 0; its gradient is not
+    zeros_but_self = where(equal(nzeros, 1), 1, where(equal(nzeros, 2), other_zero, 0))
+    others = where(zero, zeros_but_self, zero_prod) * (nonzero_prod * reciprocal(nonzero))
     return (_back(g, x, axes, keepdims) * others,)
 
 

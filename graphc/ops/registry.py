@@ -49,6 +49,7 @@ class OpDef:
     doc: str = ""
     may_alias: bool = False  # the kernel may return (a view of) an input; shape ops always may
     inplace: bool | None = None  # out= may be an input buffer (elementwise ops: yes by default)
+    ufunc: str | None = None  # the array module's ufunc that is exactly this op (np.add), if any
 
     @property
     def writes_inplace(self) -> bool:

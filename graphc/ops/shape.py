@@ -14,7 +14,7 @@ from ..dtypes import as_dtype
 from ..errors import DTypeError, GraphError, ShapeError
 from ..ir import Tensor, TensorType
 from ..ir.types import broadcast_shapes, compatible, fmt_shape, normalize_axes, size
-from .registry import SHAPE, OpDef, apply, kernel_dtype, register
+from .registry import SHAPE, OpDef, apply, register
 from .state import as_tensor
 
 
@@ -44,7 +44,14 @@ def _reshape_infer(x: TensorType, shape) -> TensorType:
 
 register(OpDef("reshape", SHAPE, _reshape_infer, lambda xp, x, shape: xp.reshape(x, shape),
                lambda g, o, x, shape: (_reshape_to(g, x),), doc="Same data, new shape (-1: inferred)."))  # fmt: skip
-register(OpDef("reshape_like", SHAPE, lambda x, ref: TensorType(ref.shape, x.dtype),
+def _reshape_like_infer(x: TensorType, ref: TensorType) -> TensorType:
+    n, m = size(x.shape), size(ref.shape)
+    if n is not None and m is not None and n != m:
+        raise ShapeError(f"cannot reshape {n} elements {fmt_shape(x.shape)} into {fmt_shape(ref.shape)}")
+    return TensorType(ref.shape, x.dtype)
+
+
+register(OpDef("reshape_like", SHAPE, _reshape_like_infer,
                lambda xp, x, ref: xp.reshape(x, ref.shape),
                lambda g, o, x, ref: (_reshape_to(g, x), None), nograd_inputs=(1,),
                doc="x reshaped to ref's run-time shape."))  # fmt: skip
@@ -76,9 +83,10 @@ def transpose(a, axes=None, name=None) -> Tensor:
     """Permute the axes, like ``np.transpose`` (reverses them when ``axes`` is None)."""
     a = as_tensor(a)
     axes = tuple(range(a.ndim))[::-1] if axes is None else tuple(int(x) for x in axes)
-    if sorted(x % a.ndim if -a.ndim <= x < a.ndim else x for x in axes) != list(range(a.ndim)):
+    perm = tuple(x + a.ndim if x < 0 else x for x in axes)  # out-of-range axes stay out of range
+    if sorted(perm) != list(range(a.ndim)):
         raise ShapeError(f"transpose '{a.name}': axes must be a permutation of 0..{a.ndim - 1}: got {axes}")
-    return apply("transpose", a, name=name, axes=tuple(x % a.ndim for x in axes))
+    return apply("transpose", a, name=name, axes=perm)
 
 
 def expand_dims(a, axis, name=None) -> Tensor:
@@ -144,6 +152,11 @@ register(OpDef(
 ))  # fmt: skip
 
 
+def _sum_like_infer(x: TensorType, ref: TensorType) -> TensorType:
+    _broadcast_infer(ref, x.shape)  # ref must broadcast to x: sum_like undoes exactly that
+    return TensorType(ref.shape, x.dtype)
+
+
 def _sum_like_kernel(xp, x, ref):
     lead = x.ndim - ref.ndim
     axes = tuple(range(lead)) + tuple(
@@ -154,7 +167,7 @@ def _sum_like_kernel(xp, x, ref):
 
 
 register(OpDef(
-    "sum_like", SHAPE, lambda x, ref: TensorType(ref.shape, x.dtype), _sum_like_kernel,
+    "sum_like", SHAPE, _sum_like_infer, _sum_like_kernel,
     lambda g, o, x, ref: (broadcast_like(g, x), None), nograd_inputs=(1,),
     doc="x summed over the dims that broadcasting to it added: the inverse of broadcast_like.",
 ))  # fmt: skip

@@ -47,9 +47,10 @@ def optimize(program: Program, opt_level: int = 2, verify: bool = False) -> tupl
     return _run(program, PIPELINES[opt_level], verify)
 
 
-def optimize_specialized(program: Program, opt_level: int = 2, verify: bool = False):
-    """Prune, then run the passes for a specialized (static-shape) program."""
-    return _run(program, SPECIALIZED[opt_level], verify)
+def optimize_specialized(program: Program, opt_level: int = 2, verify: bool = False, fuse: bool = True):
+    """Prune, then run the passes for a specialized (static-shape) program (optionally without fusion)."""
+    passes = SPECIALIZED[opt_level] if fuse else tuple(p for p in SPECIALIZED[opt_level] if p.__name__ != "fuse")
+    return _run(program, passes, verify)
 
 
 def _run(program: Program, passes, verify: bool) -> tuple[Program, list[PassReport]]:

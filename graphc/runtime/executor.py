@@ -61,7 +61,8 @@ class Function:
                 return entry
         shapes = {name: shape for (name, _), shape in zip(self._placeholders, signature)}
         program = specialize(self.program, shapes)
-        program, reports = optimize_specialized(program, self.opt_level, self.verify)
+        # check_numerics is for debugging: without fusion, an error names the exact op
+        program, reports = optimize_specialized(program, self.opt_level, self.verify, fuse=not self.check_numerics)
         plan = lower(program, self.backend, self.check_numerics)
         entry = (plan, reports, [])
         with self._plans_lock:
