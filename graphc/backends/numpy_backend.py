@@ -48,7 +48,8 @@ class NumpyBackend:
     def bind(self, node):
         """The node's kernel with the array module and attributes bound: kernel(*arrays, out=...)."""
         if node.op in ("fused_elementwise", "fused_matmul"):
-            return FusedKernel(self, node)
+            kernel = FusedKernel(self, node)
+            return kernel if kernel.blocked else kernel.whole  # small: call the generated code directly
         opdef = REGISTRY[node.op]
         return functools.partial(opdef.kernel, np, **node.attrs)
 
@@ -83,7 +84,7 @@ class FusedKernel:
                        for f, s in zip(full, in_shapes)]  # fmt: skip
         self.blocked = self.size > 2 * BLOCK and self.n >= 2 * self.step
         self.scratch_dtypes = [np.dtype(d) for _op, _a, _at, d in body[:-1]]
-        self.whole, self.blocks, self.source = _generate(body, len(in_types), self.sliced)
+        self.whole, self.blocks, self.source = _generate(body, len(in_types), self.sliced, self.out_type, self.matmul)
 
     def __call__(self, *arrays, out=None):
         if out is None:
@@ -92,8 +93,6 @@ class FusedKernel:
             a, b, *rest = arrays
             arrays = (np.matmul(a, b, out=out), *rest)
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-            if not self.blocked:
-                return self.whole(*arrays, out)
             if self.flat:
                 arrays = [a.reshape(-1) if s else np.asarray(a).reshape(()) for a, s in zip(arrays, self.sliced)]
                 target = out.reshape(-1)
@@ -124,9 +123,10 @@ class FusedKernel:
                 self.blocks(*arrays, target, full_hi, hi, m, *(s[:m] for s in scratch))
 
 
-def _generate(body, n_in: int, sliced) -> tuple:
-    """Source for ``whole(*inputs, out)`` and ``blocks(*inputs, out, lo, hi, step, *scratch)``."""
-    env = {"np": np}
+def _generate(body, n_in: int, sliced, out_type, matmul: bool) -> tuple:
+    """Source for ``whole(*inputs, out=None)`` (a matmul's operands first for ``fused_matmul``) and
+    ``blocks(*inputs, out, lo, hi, step, *scratch)``; small kernels skip warnings for speed."""
+    env = {"np": np, "SHAPE": out_type.shape, "DTYPE": out_type.dtype}
     calls = []
     for i, (op, args, attrs, _dtype) in enumerate(body):
         opdef = REGISTRY[op]
@@ -140,7 +140,12 @@ def _generate(body, n_in: int, sliced) -> tuple:
     ins = [f"x{i}" for i in range(n_in)]
     name = lambda a, vals: vals[a]  # noqa: E731
 
-    whole = [f"def whole({', '.join(ins)}, out):"]
+    params = ["a", "b", *ins[1:]] if matmul else ins
+    whole = [f"def whole({', '.join(params)}, out=None):"]
+    whole.append("    if out is None:")
+    whole.append("        out = np.empty(SHAPE, DTYPE)")
+    if matmul:
+        whole.append("    x0 = np.matmul(a, b, out=out)")
     vals = list(ins)
     for i, (fn, args) in enumerate(calls):
         dst = "out" if i == last else "None"

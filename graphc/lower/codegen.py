@@ -26,7 +26,7 @@ def _check_finite(value, node) -> None:
 def generate(steps, feeds, variables, constants, outputs, updates, alias_of, memory, types, check_numerics):
     """Return (source text, compiled run function, {line number: step index})."""
     filename = f"<graphc plan {next(_counter)}>"
-    env = {"_check": _check_finite}
+    env = {"_check": _check_finite, "_asarray": np.asarray}
     lines = ["def run(F, V, C, B):"]
     for i, (v, name) in enumerate(feeds):
         lines.append(f"    v{v} = F[{i}]  # feed '{name}'")
@@ -70,7 +70,7 @@ def generate(steps, feeds, variables, constants, outputs, updates, alias_of, mem
             lines.append(f"    o{len(out_names)} = v{v}.copy()  # may alias a feed, variable or constant")
             out_names.append(f"o{len(out_names)}")
         else:
-            out_names.append(f"v{v}")
+            out_names.append(f"_asarray(v{v})")  # kernels may return NumPy scalars (x[0, 0])
         seen.add(v)
     upd_names = []
     for _name, v in updates:

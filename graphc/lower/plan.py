@@ -39,6 +39,10 @@ class Plan:
     source: str  # the generated run function
     run: object  # run(F, V, C, B) -> (outputs, update values)
     line_to_step: dict
+    feed_order: tuple  # for each feed, its index among the function's placeholders
+    feeds_in_order: bool  # feed_order is 0, 1, 2 ...
+    variable_names: tuple
+    constant_values: tuple
 
 
 def _inplace_updates(program: Program, compute: list) -> dict:
@@ -107,8 +111,13 @@ def lower(program: Program, backend, check_numerics: bool = False) -> Plan:
     source, run, line_to_step = generate(
         steps, feeds, variables, constants, outputs, updates, alias_of, memory, types, check_numerics
     )
+    placeholder_names = [n.name for n in program.placeholders()]
     return Plan(program, feeds, variables, constants, tuple(steps), outputs, updates, memory,
-                arena_layout, source, run, line_to_step)  # fmt: skip
+                arena_layout, source, run, line_to_step,
+                feed_order=tuple(placeholder_names.index(name) for _, name in feeds),
+                feeds_in_order=[name for _, name in feeds] == placeholder_names,
+                variable_names=tuple(name for _, name in variables),
+                constant_values=tuple(c for _, c in constants))  # fmt: skip
 
 
 def make_arena(plan: Plan, xp) -> list:

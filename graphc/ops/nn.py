@@ -15,14 +15,14 @@ from .state import as_tensor
 
 
 def _softmax_kernel(xp, x, axis):
-    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
-    e /= xp.sum(e, axis=axis, keepdims=True)
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
     return e
 
 
 def _log_softmax_kernel(xp, x, axis):
-    s = x - xp.max(x, axis=axis, keepdims=True)
-    return s - xp.log(xp.sum(xp.exp(s), axis=axis, keepdims=True))
+    s = x - x.max(axis=axis, keepdims=True)
+    return s - xp.log(xp.exp(s).sum(axis=axis, keepdims=True))
 
 
 def _float_same(x: TensorType, axis) -> TensorType:

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..ir import Tensor, TensorType
 from ..ir.types import normalize_axes
-from .elementwise import cast, equal, exp, log, reciprocal, stop_gradient, where
+from .elementwise import cast, equal, exp, reciprocal, stop_gradient, where
 from .registry import REDUCE, SHAPE, OpDef, apply, register
 from .shape import broadcast_like, expand_dims
 from .state import as_tensor
@@ -44,8 +44,10 @@ def _back(g, x, axes, keepdims):
 
 
 def _reduction(name, np_fn, grad, doc, kind=REDUCE, **kw):
+    method = np_fn.__name__  # the array method (x.sum): it skips np.sum's Python-level dispatch
+
     def kernel(xp, x, axes, keepdims):
-        return xp.asarray(getattr(xp, np_fn.__name__)(x, axis=axes, keepdims=keepdims))
+        return xp.asarray(getattr(x, method)(axis=axes, keepdims=keepdims))
 
     register(OpDef(name, kind, _reduce_infer(np_fn), kernel, grad, doc=doc, **kw))
 
@@ -118,9 +120,15 @@ def _logsumexp_kernel(xp, x, axes, keepdims):
     return out if keepdims else xp.asarray(xp.squeeze(out, axis=axes))
 
 
+def _logsumexp_grad(g, o, x, axes, keepdims):
+    """softmax(x) over axes, shifted by max(x) (exact) rather than by o: o's rounding error is
+    absolute, so exp(x - o) is off by a factor e when |o| = 1e7 in float32."""
+    e = exp(x - stop_gradient(max(x, axes, keepdims=True)))
+    return (_back(g, x, axes, keepdims) * (e / sum(e, axes, keepdims=True)),)
+
+
 register(OpDef(
-    "logsumexp", REDUCE, _reduce_infer(np.sum), _logsumexp_kernel,
-    lambda g, o, x, axes, keepdims: (_back(g, x, axes, keepdims) * exp(x - _back(o, x, axes, keepdims)),),
+    "logsumexp", REDUCE, _reduce_infer(np.sum), _logsumexp_kernel, _logsumexp_grad,
     doc="log(sum(exp(x))) over axes, computed stably.",
 ))  # fmt: skip
 
@@ -143,7 +151,8 @@ def _arg_infer(x: TensorType, axis) -> TensorType:
 def _arg(name):
     register(OpDef(name, REDUCE, _arg_infer,
                    lambda xp, x, axis: xp.asarray(getattr(xp, name)(x, axis=axis)).astype(np.int64, copy=False),
-                   differentiable=False, doc=f"Index of the {name[3:]}imum (along axis, or of the flattened x)."))  # fmt: skip
+                   differentiable=False,
+                   doc=f"Index of the {name[3:]}imum (along axis, or of the flattened x)."))  # fmt: skip
 
     def fn(x, axis=None, name=None):
         x = as_tensor(x)

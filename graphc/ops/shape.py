@@ -119,10 +119,15 @@ def _expanded(shape, axes):
 def squeeze(a, axis=None, name=None) -> Tensor:
     """Remove size-1 dims (all known size-1 dims when ``axis`` is None), like ``np.squeeze``."""
     a = as_tensor(a)
-    axes = tuple(i for i, d in enumerate(a.shape) if d == 1) if axis is None else normalize_axes(axis, a.ndim, "squeeze")
+    if axis is None:
+        axes = tuple(i for i, d in enumerate(a.shape) if d == 1)
+    else:
+        axes = normalize_axes(axis, a.ndim, "squeeze")
     for i in axes:
         if a.shape[i] not in (1, None):
-            raise ShapeError(f"squeeze '{a.name}': axis {i} has size {a.shape[i]}, expected 1: got {fmt_shape(a.shape)}")
+            raise ShapeError(
+                f"squeeze '{a.name}': axis {i} has size {a.shape[i]}, expected 1: got {fmt_shape(a.shape)}"
+            )
     if a.type.is_static:
         return apply("reshape", a, name=name, shape=tuple(d for i, d in enumerate(a.shape) if i not in axes))
     return apply("squeeze", a, name=name, axes=axes)
@@ -271,7 +276,8 @@ register(OpDef(
 ))  # fmt: skip
 register(OpDef(
     "split_like", SHAPE,
-    lambda g, *refs, axis: tuple(TensorType(g.shape[:axis] + (r.shape[axis],) + g.shape[axis + 1 :], g.dtype) for r in refs),
+    lambda g, *refs, axis: tuple(TensorType(g.shape[:axis] + (r.shape[axis],) + g.shape[axis + 1 :], g.dtype)
+                                 for r in refs),
     lambda xp, g, *refs, axis: tuple(xp.split(g, np.cumsum([r.shape[axis] for r in refs])[:-1].tolist(), axis)),
     lambda G, o, g, *refs, axis: (concatenate(_fill(G, o), axis), *(None for _ in refs)),
     nograd_inputs=tuple(range(1, 256)), doc="g split into pieces as long as each ref along axis.",

@@ -20,7 +20,7 @@ def _kind(node) -> str:
 
 
 def _clusters(program: Program, note) -> dict:
-    """root node -> member nodes (topological order) for every cluster of two or more ops."""
+    """root node -> member nodes (topological order) for every cluster (single ops included)."""
     users = program.consumers()
     taken: set = set()
     clusters = {}
@@ -50,10 +50,8 @@ def _clusters(program: Program, note) -> dict:
             members.add(p)
             for t in p.inputs:
                 heapq.heappush(heap, (-t.node.id, id(t.node), t.node))
-        if len(members) > 1:
-            ordered = sorted(members, key=lambda n: n.id)
-            clusters[root] = ordered
-            taken.update(members)
+        clusters[root] = sorted(members, key=lambda n: n.id)
+        taken.update(members)
     return clusters
 
 
@@ -103,6 +101,8 @@ def fuse(program: Program):
     when a matmul's result feeds only the cluster (GEMM, then the epilogue in place)."""
     rw = Rewriter(program, "fuse")
     clusters = _clusters(program, rw.note)
+    epilogues = {root: _epilogue_matmul(ms, program, rw.note) for root, ms in clusters.items()}
+    clusters = {root: ms for root, ms in clusters.items() if len(ms) > 1 or epilogues[root] is not None}
     member_of = {n: root for root, ms in clusters.items() for n in ms}
 
     def visit(rw: Rewriter, node):
@@ -110,7 +110,7 @@ def fuse(program: Program):
         if root is not node:
             return rw.copy(node)  # non-members, and members (dead once the root is fused)
         members = clusters[root]
-        mm = _epilogue_matmul(members, program, rw.note)
+        mm = epilogues[root]
         externals: list = []
         if mm is not None:
             externals.append(mm.outputs[0])

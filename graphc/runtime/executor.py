@@ -23,6 +23,7 @@ from ..passes.specialize import specialize
 from .variables import convert_value
 
 PLAN_CACHE_SIZE = 16
+_MISSING = object()
 
 
 class Function:
@@ -43,10 +44,14 @@ class Function:
         self.check_numerics = check_numerics
         self.verify = verify
         self._unflatten = unflatten
-        self._placeholders = [(n.name, n.types[0]) for n in program.placeholders()]
+        self._placeholders = [(n.name, n.types[0]) for n in program.placeholders()]  # feed order
         self._plans: OrderedDict = OrderedDict()  # shape signature -> (Plan, reports, arena pool)
         self._plans_lock = threading.Lock()
         self._updates = bool(program.updates)
+        self._names = {name for name, _ in self._placeholders}
+        self._input_names = [t.node.name for t in self.inputs]
+        self._host = backend.name == "cpu"  # feeds and outputs need no device copies
+        self._last_signature, self._last_plan = None, None
         self._seen_size = len(graph.nodes)
         self._called = False
         if all(t.is_static for _, t in self._placeholders):
@@ -111,6 +116,19 @@ class Function:
         return feeds
 
     # -- call -------------------------------------------------------------------------------
+    def _arrays(self, feeds: dict) -> list:
+        """The fed values as arrays in placeholder order, checked and converted."""
+        arrays = []
+        for name, t in self._placeholders:
+            value = feeds.get(name, _MISSING)
+            if value is _MISSING:
+                node = self.graph._by_name[name]
+                raise FeedError(f"missing feed for placeholder '{name}' {t}{where(node.source)}")
+            if not (type(value) is np.ndarray and value.dtype == t.dtype and value.shape == t.shape):
+                value = convert_value(value, t.shape, t.dtype, f"feed '{name}'", FeedError)
+            arrays.append(value)
+        return arrays
+
     def __call__(self, *args, **kwargs):
         graph = self.graph
         if len(graph.nodes) != self._seen_size:
@@ -118,35 +136,35 @@ class Function:
                 graph.warn_growth(self._seen_size)
             self._seen_size = len(graph.nodes)
         self._called = True
-        feeds = self._collect(args, kwargs) if (args or kwargs) else {}
-        arrays = {}
-        for name, t in self._placeholders:
-            if name not in feeds:
-                node = graph._by_name[name]
-                raise FeedError(f"missing feed for placeholder '{name}' {t}{where(node.source)}")
-            arrays[name] = convert_value(feeds[name], t.shape, t.dtype, f"feed '{name}'", FeedError)
-        plan, _reports, arenas = self._plan_for(tuple(arrays[name].shape for name, _ in self._placeholders))
+        if args and not kwargs and len(args) == len(self.inputs) and type(args[0]) is not dict:
+            kwargs = dict(zip(self._input_names, args))  # the common positional call
+        elif args or any(k not in self._names for k in kwargs):
+            kwargs = self._collect(args, kwargs)
+        arrays = self._arrays(kwargs)
+        signature = tuple([a.shape for a in arrays])
+        if signature == self._last_signature:
+            plan, arenas = self._last_plan
+        else:
+            plan, _reports, arenas = self._plan_for(signature)
+            self._last_signature, self._last_plan = signature, (plan, arenas)
         backend = self.backend
-        F = [backend.from_host(arrays[name]) for _, name in plan.feeds]
-        C = [c for _, c in plan.constants]
+        F = arrays if self._host and plan.feeds_in_order else [backend.from_host(arrays[i]) for i in plan.feed_order]
         try:
             B = arenas.pop()
         except IndexError:
             B = make_arena(plan, backend.xp)
+        variables = graph.variables
         try:
             if self._updates:
                 with graph.lock:  # updating calls are serialized; each sees the pre-call values
-                    V = [graph.variables[name] for _, name in plan.variables]
-                    outs, new = self._run(plan, F, V, C, B)
+                    outs, new = self._run(plan, F, [variables[n] for n in plan.variable_names], plan.constant_values, B)
                     for (name, _), value in zip(plan.updates, new):
-                        graph.variables[name] = backend.to_host(value)
+                        variables[name] = backend.to_host(value)
             else:
-                with graph.lock:
-                    V = [graph.variables[name] for _, name in plan.variables]
-                outs, _ = self._run(plan, F, V, C, B)
+                outs, _ = self._run(plan, F, [variables[n] for n in plan.variable_names], plan.constant_values, B)
         finally:
             arenas.append(B)
-        return self._unflatten([backend.to_host(o) for o in outs])
+        return self._unflatten(outs if self._host else [backend.to_host(o) for o in outs])
 
     def _run(self, plan, F, V, C, B):
         try:
