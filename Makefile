@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/python graphs/two_layer_net.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	GRAPHC_VERIFY=1 $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check graphc tests tools graphs
