@@ -18,10 +18,9 @@ def _fmt_attr(v) -> str:
 def format_node(node) -> str:
     outs = ", ".join(f"%{t.name}: {t.type}" for t in node.outputs)
     args = ", ".join(f"%{t.name}" for t in node.inputs)
-    attrs = " ".join(f"{k}={_fmt_attr(v)}" for k, v in sorted(node.attrs.items()) if k != "value")
-    if "value" in node.attrs:
-        attrs = f"value={_fmt_attr(node.attrs['value'])} " + attrs
-    return f"{outs} = {node.op}({args}){' ' + attrs if attrs.strip() else ''}"
+    items = sorted(node.attrs.items(), key=lambda kv: (kv[0] != "value", kv[0]))  # a constant's value first
+    attrs = "".join(f" {k}={_fmt_attr(v)}" for k, v in items)
+    return f"{outs} = {node.op}({args}){attrs}"
 
 
 def format_graph(graph, nodes=None) -> str:
