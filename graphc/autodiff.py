@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from .errors import GradientError, where
 from .ir import Tensor
 from .ir.source import source_override
+from .ir.types import broadcast_shapes, compatible, fmt_shape
 from .ops import registry
 from .ops.elementwise import cast, ones_like, zeros_like
-from .ops.shape import sum_like
+from .ops.shape import broadcast_like, sum_like
 from .ops.state import as_tensor
 
 DIFF, BLOCKED, NONDIFF = "diff", "blocked", "nondiff"
@@ -75,6 +76,12 @@ def _nondiff_blocker(y: Tensor, x: Tensor):
     return None
 
 
+def _broadcasts_to(shape, target) -> bool:
+    """``shape`` broadcasts to ``target`` without changing it (None dims may match anything)."""
+    out = broadcast_shapes(shape, target)
+    return len(shape) <= len(target) and out is not None and compatible(out, target)
+
+
 def _accumulate(parts: list[Tensor]) -> Tensor:
     total = parts[0]
     for p in parts[1:]:
@@ -124,9 +131,12 @@ def grad(y: Tensor, xs, grad_ys=None):
         seed = ones_like(y)
     else:
         seed = as_tensor(grad_ys, like=y)
-        if seed.shape != y.shape and len(seed.shape) == len(y.shape):
-            from .ops.shape import broadcast_like
-
+        if seed.shape != y.shape:
+            if not _broadcasts_to(seed.shape, y.shape):
+                raise GradientError(
+                    f"grad: grad_ys for output '{y.name}' has the wrong shape: got {fmt_shape(seed.shape)}, "
+                    f"expected {fmt_shape(y.shape)} or a shape that broadcasts to it{where(y.node.source)}"
+                )
             seed = broadcast_like(seed, y)
         if seed.dtype != y.dtype:
             seed = cast(seed, y.dtype)

@@ -8,7 +8,8 @@ from .backends import get_backend
 from .errors import CompileError
 from .ir import Tensor
 from .ops.state import assign
-from .passes import Program, optimize
+from .passes import Program, optimize, prune
+from .passes.specialize import isolate
 from .runtime import Function
 
 
@@ -84,7 +85,7 @@ def compile(outputs=None, inputs=None, updates=None, device: str = "cpu", opt_le
         seen[var.node.name] = a
         update_pairs.append((var.node.name, value))
 
-    program = Program(tuple(graph.nodes), tuple(flat), tuple(update_pairs))
+    program = isolate(prune(Program(tuple(graph.nodes), tuple(flat), tuple(update_pairs))))
     verify = os.environ.get("GRAPHC_VERIFY") == "1"  # the test suite verifies the IR after every pass
     backend = get_backend(device)
     program, reports = optimize(program, opt_level, verify)

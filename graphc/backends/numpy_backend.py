@@ -163,5 +163,12 @@ def _generate(body, n_in: int, sliced, out_type, matmul: bool) -> tuple:
         blocks.append(f"        {fn}({', '.join(name(a, vals) for a in args)}, out={dst})")
         vals.append(f"s{i}")
     source = "\n".join(whole) + "\n\n" + "\n".join(blocks) + "\n"
-    exec(compile(source, f"<graphc fused kernel>", "exec"), env)  # our own generated text
+    code = _compile(source)
+    exec(code, env)  # our own generated text, never file content
     return env["whole"], env["blocks"], source
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile(source: str):
+    """Bytecode for generated kernel source: models repeat the same fused body many times."""
+    return compile(source, "<graphc fused kernel>", "exec")

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import GraphError
 from .source import Source
+from .tensor import Tensor
 from .types import TensorType
 
 
@@ -31,11 +32,10 @@ class Node:
     source: Source | None
     graph: Graph = field(repr=False)
 
-    @property
-    def outputs(self) -> tuple:
-        from .tensor import Tensor
+    outputs: tuple = field(init=False, repr=False, compare=False)  # one Tensor per output
 
-        return tuple(Tensor(self, i) for i in range(len(self.types)))
+    def __post_init__(self):
+        object.__setattr__(self, "outputs", tuple(Tensor(self, i) for i in range(len(self.types))))
 
     def __repr__(self) -> str:
         return f"Node({self.name!r}, op={self.op})"

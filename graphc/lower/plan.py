@@ -68,8 +68,12 @@ def _inplace_updates(program: Program, compute: list) -> dict:
     return {t: name for t, name in cands.items() if not any(name in readers[o] for o in cands if o != t)}
 
 
-def lower(program: Program, backend, check_numerics: bool = False) -> Plan:
-    """Schedule, plan memory and generate the run function of a static-shape program."""
+def lower(program: Program, backend, check_numerics: bool = False, placeholder_names=None) -> Plan:
+    """Schedule, plan memory and generate the run function of a static-shape program.
+
+    ``placeholder_names`` is the order in which the caller passes its feeds (the function's
+    placeholders; the program may have pruned some that only gave a shape).
+    """
     vid: dict = {}
     for node in program.nodes:
         for t in node.outputs:
@@ -111,7 +115,9 @@ def lower(program: Program, backend, check_numerics: bool = False) -> Plan:
     source, run, line_to_step = generate(
         steps, feeds, variables, constants, outputs, updates, alias_of, memory, types, check_numerics
     )
-    placeholder_names = [n.name for n in program.placeholders()]
+    if placeholder_names is None:
+        placeholder_names = [n.name for n in program.placeholders()]
+    placeholder_names = list(placeholder_names)
     return Plan(program, feeds, variables, constants, tuple(steps), outputs, updates, memory,
                 arena_layout, source, run, line_to_step,
                 feed_order=tuple(placeholder_names.index(name) for _, name in feeds),

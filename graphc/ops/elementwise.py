@@ -213,10 +213,11 @@ def cast(x, dtype, name=None) -> Tensor:
     return x if x.dtype == dtype and name is None else apply("cast", x, name=name, dtype=dtype)
 
 
-identity = _op("identity", lambda xp, x, out=None: _into(out, x), lambda g, o, x: (g,), "{0}", "x itself (a named handle).",
-               may_alias=True)
+identity = _op("identity", lambda xp, x, out=None: _into(out, x), lambda g, o, x: (g,), "{0}",
+               "x itself (a named handle).", may_alias=True)  # fmt: skip
 stop_gradient = _op("stop_gradient", lambda xp, x, out=None: _into(out, x), lambda g, o, x: (None,), "{0}",
-                    "x in the forward pass; blocks gradients flowing back.", nograd_inputs=(0,), may_alias=True)  # fmt: skip
+                    "x in the forward pass; blocks gradients flowing back.",
+                    nograd_inputs=(0,), may_alias=True)  # fmt: skip
 zeros_like = _op("zeros_like", lambda xp, x, out=None: _into(out, xp.zeros_like(x)), lambda g, o, x: (None,), "0",
                  "Zeros of the shape and dtype of x.", nograd_inputs=(0,))  # fmt: skip
 ones_like = _op("ones_like", lambda xp, x, out=None: _into(out, xp.ones_like(x)), lambda g, o, x: (None,), "1",

@@ -8,4 +8,6 @@ from .prune import prune
 from .simplify import simplify
 from .stabilize import stabilize
 
-__all__ = ["PIPELINES", "PassReport", "Program", "fold_constants", "merge", "optimize", "prune", "simplify", "stabilize"]
+__all__ = [
+    "PIPELINES", "PassReport", "Program", "fold_constants", "merge", "optimize", "prune", "simplify", "stabilize",
+]  # fmt: skip

@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 
 from ..ir import Graph
-from ..ops.registry import REGISTRY, SOURCE, STATEFUL
+from ..ops.registry import REGISTRY, STATEFUL
 from .program import Program
 from .rewrite import Rewriter
 
@@ -29,19 +29,38 @@ def freeze(value):
     return value
 
 
+def _key(attrs: dict):
+    """freeze(attrs), fast for the common case of small hashable attributes."""
+    try:
+        key = tuple(sorted(attrs.items()))
+        hash(key)
+        return key
+    except TypeError:
+        return freeze(attrs)
+
+
 def merge(program: Program):
     """Replace each node by an earlier identical one: same op, same inputs, same attributes.
 
     Constants merge by value. Placeholders, variables and stateful ops never merge.
     """
+    rw = Rewriter(program, "merge")
     seen: dict = {}
+    for node in program.nodes:
+        if node.op == "constant":
+            key = ("constant", (), freeze(node.attrs))
+            if key in seen:
+                rw.mapping[node.outputs[0]] = seen[key][1][0]
+                rw.note("merge", "identical constant", [node, seen[key][0]])
+            else:
+                seen[key] = (node, node.outputs)
 
     def visit(rw: Rewriter, node):
         inputs = rw.inputs_of(node)
         kind = REGISTRY[node.op].kind
-        if kind == STATEFUL or (kind == SOURCE and node.op != "constant"):
+        if kind == STATEFUL:
             return rw.copy(node, inputs)
-        key = (node.op, tuple((id(t.node), t.index) for t in inputs), freeze(node.attrs))
+        key = (node.op, tuple((id(t.node), t.index) for t in inputs), _key(node.attrs))
         if key in seen:
             first, outs = seen[key]
             rw.note("merge", "identical to an earlier node", [node, first])
@@ -50,14 +69,4 @@ def merge(program: Program):
         seen[key] = (node, outs)
         return outs
 
-    rw = Rewriter(program, "merge")
-    # constants were copied up front by the Rewriter; merge them by value here
-    for old in [n for n in program.nodes if n.op == "constant"]:
-        new = rw.mapping[old.outputs[0]]
-        key = ("constant", (), freeze(old.attrs))
-        if key in seen:
-            rw.mapping[old.outputs[0]] = seen[key][1][0]
-            rw.note("merge", "identical constant", [old, seen[key][0]])
-        else:
-            seen[key] = (old, (new,))
     return rw.run(visit)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops.registry import REGISTRY, SOURCE, STATEFUL
+from ..ops.registry import REGISTRY, STATEFUL
 from ..ops.state import constant
 from .program import Program
 from .rewrite import Rewriter
@@ -22,7 +22,7 @@ def fold_constants(program: Program, max_elements: int = FOLD_MAX_ELEMENTS):
     def visit(rw: Rewriter, node):
         inputs = rw.inputs_of(node)
         opdef = REGISTRY[node.op]
-        if opdef.kind in (SOURCE, STATEFUL) or not inputs or any(t.node.op != "constant" for t in inputs):
+        if opdef.kind == STATEFUL or any(t.node.op != "constant" for t in inputs):
             return rw.copy(node, inputs)
         values = [t.node.attrs["value"] for t in inputs]
         with np.errstate(all="ignore"):

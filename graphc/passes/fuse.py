@@ -19,9 +19,8 @@ def _kind(node) -> str:
     return REGISTRY[node.op].kind
 
 
-def _clusters(program: Program, note) -> dict:
+def _clusters(program: Program, users: dict, note) -> dict:
     """root node -> member nodes (topological order) for every cluster (single ops included)."""
-    users = program.consumers()
     taken: set = set()
     clusters = {}
     for root in reversed(program.nodes):
@@ -55,13 +54,12 @@ def _clusters(program: Program, note) -> dict:
     return clusters
 
 
-def _epilogue_matmul(members, program: Program, note):
+def _epilogue_matmul(members, program: Program, users: dict, note):
     """A matmul feeding the cluster whose only consumer is in it, with the cluster's shape and dtype.
 
     Not when the cluster computes a variable's update and reads that variable: kept elementwise,
     the update can then be written in place into the variable (the GEMM would overwrite it first).
     """
-    users = program.consumers()
     inside = set(members)
     root = members[-1]
     updated = {t.node for _, t in program.updates}
@@ -100,8 +98,9 @@ def fuse(program: Program):
     """Replace each elementwise cluster by a ``fused_elementwise`` node, or a ``fused_matmul`` node
     when a matmul's result feeds only the cluster (GEMM, then the epilogue in place)."""
     rw = Rewriter(program, "fuse")
-    clusters = _clusters(program, rw.note)
-    epilogues = {root: _epilogue_matmul(ms, program, rw.note) for root, ms in clusters.items()}
+    users = program.consumers()
+    clusters = _clusters(program, users, rw.note)
+    epilogues = {root: _epilogue_matmul(ms, program, users, rw.note) for root, ms in clusters.items()}
     clusters = {root: ms for root, ms in clusters.items() if len(ms) > 1 or epilogues[root] is not None}
     member_of = {n: root for root, ms in clusters.items() for n in ms}
 
@@ -116,14 +115,13 @@ def fuse(program: Program):
             externals.append(mm.outputs[0])
         body = _body(members, externals)
         if mm is not None:
-            inputs = (*(rw.mapping[t] for t in mm.inputs), *(rw.mapping[t] for t in externals[1:]))
+            inputs = (*rw.inputs_of(mm), *(rw.mapping.get(t, t) for t in externals[1:]))
             op = "fused_matmul"
             rw.note("fuse", "matmul epilogue", [mm, *members], f"{len(members)} ops applied in place after the GEMM")
         else:
-            inputs = tuple(rw.mapping[t] for t in externals)
+            inputs = tuple(rw.mapping.get(t, t) for t in externals)
             op = "fused_elementwise"
             rw.note("fuse", "elementwise cluster", members, f"{len(members)} ops -> 1 kernel")
-        new = rw.graph.append(op, inputs, {"body": body}, root.types, rw.graph.unique_name(root.name), root.source)
-        return new.outputs
+        return rw.append(op, inputs, {"body": body}, root.types, root.name, root.source)
 
     return rw.run(visit)

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from ..ir.verify import verify_nodes
 from .cse import merge
 from .fold import fold_constants
+from .fuse import fuse
 from .program import Program
 from .prune import prune
 from .simplify import simplify
-from .fuse import fuse
 from .stabilize import stabilize
 
 # At compile time, on the graph as built (dims may be unknown):

@@ -25,6 +25,11 @@ class Program:
     def targets(self) -> tuple[Tensor, ...]:
         return self.outputs + tuple(t for _, t in self.updates)
 
+    @property
+    def graph(self):
+        """The private graph the program's nodes live in (passes append their new nodes to it)."""
+        return self.nodes[0].graph if self.nodes else None
+
     def placeholders(self) -> tuple:
         return tuple(n for n in self.nodes if n.op == "placeholder")
 

@@ -9,13 +9,12 @@ and the user's graph never grows. Every change is recorded as an Event for ``exp
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import where
-from ..ir import Graph, Tensor
+from ..ir import Tensor
 from ..ir.source import source_override
 from ..ir.types import compatible
-from ..ops.registry import SOURCE, REGISTRY
 from .program import Program
 
 
@@ -35,37 +34,36 @@ class Event:
         return f"{self.kind:7s} {self.rule}: {', '.join(self.nodes)}{detail}{loc}"
 
 
-@dataclass
 class Rewriter:
-    """Rebuilds a program into a fresh graph; subclasses or callbacks decide per node."""
+    """Rebuilds a program, copy-on-write: a node is copied only when one of its inputs changed,
+    and replacements are appended to the program's own private graph (never the user's)."""
 
-    program: Program
-    name: str
-    graph: Graph = field(init=False)
-    mapping: dict = field(init=False, default_factory=dict)
-    events: list = field(init=False, default_factory=list)
-
-    def __post_init__(self):
-        self.graph = Graph(f"{self.name}")
-        # Sources first, under their own names: feeds and variables are looked up by name.
-        for node in self.program.nodes:
-            if REGISTRY[node.op].kind == SOURCE:
-                self.mapping.update(zip(node.outputs, self._copy(node, ())))
-
-    def _copy(self, node, inputs) -> tuple[Tensor, ...]:
-        name = node.name if node.name not in self.graph else self.graph.unique_name(node.name)
-        new = self.graph.append(node.op, tuple(inputs), node.attrs, node.types, name, node.source)
-        return new.outputs
+    def __init__(self, program: Program, name: str):
+        self.program = program
+        self.name = name
+        self.graph = program.graph
+        self.mapping: dict = {}  # old tensor -> new tensor, for the tensors that changed
+        self.events: list = []
+        self.nodes: list = []  # the new program's nodes, in order
 
     def inputs_of(self, node) -> tuple[Tensor, ...]:
-        return tuple(self.mapping[t] for t in node.inputs)
+        m = self.mapping
+        return tuple(m.get(t, t) for t in node.inputs) if m else node.inputs
 
     def copy(self, node, inputs=None) -> tuple[Tensor, ...]:
-        """Keep ``node`` as it is (on rebuilt inputs)."""
-        return self._copy(node, self.inputs_of(node) if inputs is None else inputs)
+        """Keep ``node`` (on its rebuilt inputs: the node itself when they are unchanged)."""
+        inputs = self.inputs_of(node) if inputs is None else inputs
+        if all(a is b for a, b in zip(inputs, node.inputs)):
+            return node.outputs
+        return self.append(node.op, inputs, node.attrs, node.types, node.name, node.source)
+
+    def append(self, op, inputs, attrs, types, name, source) -> tuple[Tensor, ...]:
+        """A new node in the private graph (under ``name`` or, when taken, a numbered variant)."""
+        new = self.graph.append(op, tuple(inputs), attrs, types, self.graph.unique_name(name), source)
+        return new.outputs
 
     def build(self, node, fn: Callable[[], object]):
-        """Run ``fn`` to build replacement nodes in the new graph, attributed to ``node``'s source."""
+        """Run ``fn`` to build replacement nodes in the private graph, attributed to ``node``'s source."""
         with self.graph, source_override(node.source):
             return fn()
 
@@ -75,20 +73,43 @@ class Rewriter:
         self.events.append(Event(kind, rule, tuple(n.name for n in nodes), src, detail))
 
     def run(self, visit: Callable) -> tuple[Program, list[Event]]:
-        """Call ``visit(self, node)`` for every non-source node; it returns the node's new outputs."""
+        """Call ``visit(self, node)`` for every non-source node; it returns the node's new outputs.
+
+        The new node list is collected by walking back from the outputs, so nodes a rewrite made
+        dead are dropped (dead code elimination) and new nodes land in topological order.
+        """
+        if self.graph is None:
+            return self.program, self.events
+        first = len(self.graph.nodes)
         for node in self.program.nodes:
-            if node.outputs[0] in self.mapping:
+            if not node.inputs:
                 continue
             outs = visit(self, node)
-            for old, new in zip(node.outputs, outs):
-                _check_same_type(node, old, new)
-            self.mapping.update(zip(node.outputs, outs))
+            if outs is not node.outputs:
+                for old, new in zip(node.outputs, outs):
+                    _check_same_type(node, old, new)
+                    if new is not old:
+                        self.mapping[old] = new
+        if not self.mapping and len(self.graph.nodes) == first:
+            return self.program, self.events
         m = self.mapping
-        program = Program(
-            tuple(self.graph.nodes), tuple(m[t] for t in self.program.outputs),
-            tuple((name, m[t]) for name, t in self.program.updates),
-        )  # fmt: skip
-        return program, self.events
+        outputs = tuple(m.get(t, t) for t in self.program.outputs)
+        updates = tuple((name, m.get(t, t)) for name, t in self.program.updates)
+        return topological(Program((), outputs, updates), self.program.nodes), self.events
+
+
+def topological(program: Program, sources=()) -> Program:
+    """The nodes the targets need, in an order where inputs come first (node ids grow along every
+    edge, since graphs are append-only); ``sources`` (placeholders, variables) are always kept."""
+    live, stack = set(), [t.node for t in program.targets]
+    while stack:
+        node = stack.pop()
+        if node not in live:
+            live.add(node)
+            stack.extend(t.node for t in node.inputs)
+    live.update(n for n in sources if not n.inputs and n.op != "constant")
+    nodes = tuple(sorted(live, key=lambda n: n.id))
+    return Program(nodes, program.outputs, program.updates)
 
 
 def _check_same_type(node, old: Tensor, new: Tensor) -> None:
@@ -107,11 +128,14 @@ def apply_rules(program: Program, rules: dict[str, list[Rule]], pass_name: str) 
 
     def visit(rw: Rewriter, node):
         inputs = rw.inputs_of(node)
-        for rule in rules.get(node.op, ()):
-            out = rw.build(node, lambda: rule(rw, node, inputs))
-            if out is not None:
-                rw.note("rewrite", _identity(rule), [node])
-                return (out,)
+        table = rules.get(node.op)
+        if table:
+            with rw.graph, source_override(node.source):
+                for rule in table:
+                    out = rule(rw, node, inputs)
+                    if out is not None:
+                        rw.note("rewrite", _identity(rule), [node])
+                        return (out,)
         return rw.copy(node, inputs)
 
     return Rewriter(program, pass_name).run(visit)

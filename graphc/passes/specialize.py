@@ -14,14 +14,26 @@ from ..ops.registry import REGISTRY, SOURCE
 from .program import Program
 
 
-def specialize(program: Program, shapes: dict[str, tuple]) -> Program:
-    """The program with placeholder ``name`` given shape ``shapes[name]`` and types re-inferred."""
-    graph = Graph("specialized")
+def isolate(program: Program) -> Program:
+    """A copy of the program in a private graph, so that passes never touch the user's graph."""
+    return specialize(program, None)
+
+
+def specialize(program: Program, shapes: dict[str, tuple] | None) -> Program:
+    """The program with placeholder ``name`` given shape ``shapes[name]`` and types re-inferred,
+    in a new private graph (``shapes=None``: an exact copy)."""
+    if shapes is not None and all(t.type.is_static for n in program.nodes for t in n.outputs) and all(
+        n.types[0].shape == tuple(shapes[n.name]) for n in program.placeholders()
+    ):
+        return program  # already static with these very shapes
+    graph = Graph("specialized" if shapes is not None else "private")
     mapping = {}
     for node in program.nodes:
         inputs = tuple(mapping[t] for t in node.inputs)
         attrs, types = node.attrs, node.types
-        if node.op == "placeholder":
+        if shapes is None:
+            pass
+        elif node.op == "placeholder":
             shape = tuple(shapes[node.name])
             attrs = {**attrs, "shape": shape}
             types = (TensorType(shape, node.types[0].dtype),)

@@ -68,7 +68,7 @@ class Function:
         program = specialize(self.program, shapes)
         # check_numerics is for debugging: without fusion, an error names the exact op
         program, reports = optimize_specialized(program, self.opt_level, self.verify, fuse=not self.check_numerics)
-        plan = lower(program, self.backend, self.check_numerics)
+        plan = lower(program, self.backend, self.check_numerics, [name for name, _ in self._placeholders])
         entry = (plan, reports, [])
         with self._plans_lock:
             self._plans[signature] = entry
@@ -193,7 +193,8 @@ class Function:
         return explain(self, format, timings)
 
     def __repr__(self) -> str:
-        return f"<graphc.Function of graph '{self.graph.name}': {len(self.program.nodes)} nodes, {len(self._plans)} plans>"
+        nodes, plans = len(self.program.nodes), len(self._plans)
+        return f"<graphc.Function of graph '{self.graph.name}': {nodes} nodes, {plans} plans>"
 
 
 def _failing_step(plan, tb):
