@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,23 +18,26 @@ from .tensor import Tensor
 from .types import TensorType
 
 
-@dataclass(frozen=True, eq=False)
 class Node:
-    """One op application: op name, input tensors, attributes, inferred output types."""
+    """One op application: op name, input tensors, attributes, inferred output types.
 
-    id: int
-    op: str
-    inputs: tuple  # tuple[Tensor, ...]
-    attrs: dict[str, Any]
-    types: tuple[TensorType, ...]
-    name: str
-    source: Source | None
-    graph: Graph = field(repr=False)
+    Immutable by convention (passes build new nodes, never edit one); a plain slotted class
+    rather than a frozen dataclass because compile time is dominated by creating nodes.
+    """
 
-    outputs: tuple = field(init=False, repr=False, compare=False)  # one Tensor per output
+    __slots__ = ("id", "op", "inputs", "attrs", "types", "name", "source", "graph", "outputs")
 
-    def __post_init__(self):
-        object.__setattr__(self, "outputs", tuple(Tensor(self, i) for i in range(len(self.types))))
+    def __init__(self, id: int, op: str, inputs: tuple, attrs: dict[str, Any], types: tuple[TensorType, ...],
+                 name: str, source: Source | None, graph: Graph):  # fmt: skip
+        self.id = id
+        self.op = op
+        self.inputs = inputs  # tuple[Tensor, ...]
+        self.attrs = attrs
+        self.types = types
+        self.name = name
+        self.source = source
+        self.graph = graph
+        self.outputs = (Tensor(self, 0),) if len(types) == 1 else tuple(Tensor(self, i) for i in range(len(types)))
 
     def __repr__(self) -> str:
         return f"Node({self.name!r}, op={self.op})"
@@ -52,8 +54,11 @@ class Graph:
     that scripts need not create one.
     """
 
-    def __init__(self, name: str = "graph"):
+    def __init__(self, name: str = "graph", private: bool = False):
         self.name = name
+        # A compiler's private graph: a rewritten node keeps its name (the node it replaces is
+        # dead), so names are unique among a program's live nodes, not over the whole graph.
+        self.private = private
         self.nodes: list[Node] = []
         self._by_name: dict[str, Node] = {}
         self._name_counts: dict[str, int] = {}
@@ -64,9 +69,12 @@ class Graph:
 
     # -- building ---------------------------------------------------------------------------
     def unique_name(self, base: str) -> str:
-        """``base`` itself if unused, else ``base_1``, ``base_2`` ..."""
+        """``base`` itself if unused, else ``base_1``, ``base_2`` ... (``matmul_3`` numbers on from ``matmul``)."""
         if base not in self._by_name:
             return base
+        stem, _, number = base.rpartition("_")
+        if stem and number.isdigit():
+            base = stem
         n = self._name_counts.get(base, 0)
         while True:
             n += 1
@@ -83,7 +91,7 @@ class Graph:
                 f"{op}: graph '{self.name}' is finalized and cannot grow; build every op before "
                 f"the training loop and reuse the compiled function"
             )
-        if name is not None and name in self._by_name:
+        if name is not None and name in self._by_name and not self.private:
             raise GraphError(f"{op} '{name}': a node with this name already exists in graph '{self.name}'")
         node = Node(len(self.nodes), op, inputs, attrs, types, name or self.unique_name(op), source, self)
         self.nodes.append(node)

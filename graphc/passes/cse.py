@@ -50,7 +50,7 @@ def merge(program: Program):
         if node.op == "constant":
             key = ("constant", (), freeze(node.attrs))
             if key in seen:
-                rw.mapping[node.outputs[0]] = seen[key][1][0]
+                rw.replace(node.outputs[0], seen[key][1][0])
                 rw.note("merge", "identical constant", [node, seen[key][0]])
             else:
                 seen[key] = (node, node.outputs)

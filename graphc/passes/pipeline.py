@@ -62,8 +62,7 @@ def _run(program: Program, passes, verify: bool) -> tuple[Program, list[PassRepo
     for p in passes:
         t0 = time.perf_counter()
         before = len(program.nodes)
-        program, events = p(program)
-        program = prune(program)
+        program, events = p(program)  # the rewrite engine drops what a pass made dead
         reports.append(PassReport(p.__name__, before, len(program.nodes), time.perf_counter() - t0, tuple(events)))
         if verify:
             verify_nodes(program.nodes, program.targets, where=f"after pass {p.__name__}")

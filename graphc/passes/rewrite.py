@@ -43,24 +43,30 @@ class Rewriter:
         self.name = name
         self.graph = program.graph
         self.mapping: dict = {}  # old tensor -> new tensor, for the tensors that changed
+        self.changed: set = set()  # nodes with a mapped output (a cheap test before hashing tensors)
         self.events: list = []
-        self.nodes: list = []  # the new program's nodes, in order
+
+    def replace(self, old: Tensor, new: Tensor) -> None:
+        self.mapping[old] = new
+        self.changed.add(old.node)
 
     def inputs_of(self, node) -> tuple[Tensor, ...]:
+        changed = self.changed
+        if not changed or not any(t.node in changed for t in node.inputs):
+            return node.inputs
         m = self.mapping
-        return tuple(m.get(t, t) for t in node.inputs) if m else node.inputs
+        return tuple(m.get(t, t) for t in node.inputs)
 
     def copy(self, node, inputs=None) -> tuple[Tensor, ...]:
         """Keep ``node`` (on its rebuilt inputs: the node itself when they are unchanged)."""
         inputs = self.inputs_of(node) if inputs is None else inputs
-        if all(a is b for a, b in zip(inputs, node.inputs)):
+        if inputs is node.inputs or all(a is b for a, b in zip(inputs, node.inputs)):
             return node.outputs
         return self.append(node.op, inputs, node.attrs, node.types, node.name, node.source)
 
     def append(self, op, inputs, attrs, types, name, source) -> tuple[Tensor, ...]:
-        """A new node in the private graph (under ``name`` or, when taken, a numbered variant)."""
-        new = self.graph.append(op, tuple(inputs), attrs, types, self.graph.unique_name(name), source)
-        return new.outputs
+        """A new node in the private graph; it takes over the name of the node it replaces."""
+        return self.graph.append(op, tuple(inputs), attrs, types, name, source).outputs
 
     def build(self, node, fn: Callable[[], object]):
         """Run ``fn`` to build replacement nodes in the private graph, attributed to ``node``'s source."""
@@ -89,7 +95,7 @@ class Rewriter:
                 for old, new in zip(node.outputs, outs):
                     _check_same_type(node, old, new)
                     if new is not old:
-                        self.mapping[old] = new
+                        self.replace(old, new)
         if not self.mapping and len(self.graph.nodes) == first:
             return self.program, self.events
         m = self.mapping

@@ -11,6 +11,7 @@ from ..errors import DTypeError, ExecutionError, ShapeError, where
 from ..ir import Graph, TensorType
 from ..ir.types import fmt_shape
 from ..ops.registry import REGISTRY, SOURCE
+from .cse import freeze
 from .program import Program
 
 
@@ -26,9 +27,15 @@ def specialize(program: Program, shapes: dict[str, tuple] | None) -> Program:
         n.types[0].shape == tuple(shapes[n.name]) for n in program.placeholders()
     ):
         return program  # already static with these very shapes
-    graph = Graph("specialized" if shapes is not None else "private")
+    graph = Graph("specialized" if shapes is not None else "private", private=True)
     mapping = {}
+    constants = {}  # equal constants become one node while copying (graphs repeat 0, 1, 2 ...)
     for node in program.nodes:
+        if node.op == "constant":
+            key = freeze(node.attrs)
+            if key in constants:
+                mapping[node.outputs[0]] = constants[key]
+                continue
         inputs = tuple(mapping[t] for t in node.inputs)
         attrs, types = node.attrs, node.types
         if shapes is None:
@@ -46,6 +53,8 @@ def specialize(program: Program, shapes: dict[str, tuple] | None) -> Program:
             types = (types,) if isinstance(types, TensorType) else tuple(types)
         new = graph.append(node.op, inputs, attrs, types, node.name, node.source)
         mapping.update(zip(node.outputs, new.outputs))
+        if node.op == "constant":
+            constants[freeze(node.attrs)] = new.outputs[0]
     return Program(
         tuple(graph.nodes), tuple(mapping[t] for t in program.outputs),
         tuple((name, mapping[t]) for name, t in program.updates),
