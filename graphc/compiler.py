@@ -11,6 +11,7 @@ from .ops.state import assign
 from .passes import Program, optimize, prune
 from .passes.specialize import isolate
 from .runtime import Function
+from .runtime.executor import no_gc
 
 
 def _flatten(outputs):
@@ -50,7 +51,7 @@ def compile(outputs=None, inputs=None, updates=None, device: str = "cpu", opt_le
     ----------
     outputs : Tensor, list/tuple of Tensors, dict of Tensors, or None
         What a call returns, in the same structure (a list for a list or tuple).
-    inputs : list of placeholders, optional
+    inputs : list of placeholders (or one placeholder), optional
         Placeholders that may then be fed positionally, in this order.
     updates : list of ``assign`` results or ``(variable, new_value)`` pairs
         Applied after the outputs are computed; every update reads pre-call values.
@@ -59,21 +60,28 @@ def compile(outputs=None, inputs=None, updates=None, device: str = "cpu", opt_le
     check_numerics : bool
         Raise NumericsError naming the first node that produces a NaN or Inf.
     """
+    with no_gc():
+        return _compile(outputs, inputs, updates, device, opt_level, check_numerics)
+
+
+def _compile(outputs, inputs, updates, device, opt_level, check_numerics) -> Function:
     flat, unflatten = _flatten(outputs)
     for t in flat:
         if not isinstance(t, Tensor):
             raise CompileError(f"compile: outputs must be graphc Tensors: got {type(t).__name__}")
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs or ())
+    for t in inputs:
+        if not isinstance(t, Tensor) or t.node.op != "placeholder":
+            what = f"'{t.name}' is a {t.node.op}" if isinstance(t, Tensor) else f"got {type(t).__name__}"
+            raise CompileError(f"compile: inputs must be placeholders: {what}")
     assigns = _normalize_updates(updates) + [t for t in flat if t.node.op == "assign"]
-    tensors = flat + assigns + list(inputs or ())
+    tensors = flat + assigns + inputs
     if not tensors:
         raise CompileError("compile: nothing to compute: give outputs or updates")
     graph = tensors[0].graph
     for t in tensors:
         if not isinstance(t, Tensor) or t.graph is not graph:
             raise CompileError(f"compile: all outputs, inputs and updates must come from graph '{graph.name}'")
-    for t in inputs or ():
-        if t.node.op != "placeholder":
-            raise CompileError(f"compile: inputs must be placeholders: '{t.name}' is a {t.node.op}")
     if opt_level not in (0, 1, 2):
         raise CompileError(f"compile: opt_level must be 0, 1 or 2: got {opt_level!r}")
 
@@ -89,4 +97,4 @@ def compile(outputs=None, inputs=None, updates=None, device: str = "cpu", opt_le
     verify = os.environ.get("GRAPHC_VERIFY") == "1"  # the test suite verifies the IR after every pass
     backend = get_backend(device)
     program, reports = optimize(program, opt_level, verify)
-    return Function(graph, program, reports, backend, unflatten, inputs or (), opt_level, check_numerics, verify)
+    return Function(graph, program, reports, backend, unflatten, inputs, opt_level, check_numerics, verify)

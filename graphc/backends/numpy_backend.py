@@ -9,6 +9,7 @@ GIL). Small tensors skip the blocking and run the ufuncs on whole arrays.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -71,13 +72,13 @@ class FusedKernel:
         if self.matmul:  # body input 0 is the GEMM result, which has the output's type
             in_types = [self.out_type, *in_types[2:]]
         shape = self.out_type.shape
-        self.size = int(np.prod(shape, dtype=np.int64))
+        self.size = math.prod(shape)
         in_shapes = [t.shape for t in in_types]
         full = [s == shape for s in in_shapes]
-        single = [int(np.prod(s, dtype=np.int64)) == 1 for s in in_shapes]
+        single = [math.prod(s) == 1 for s in in_shapes]
         # flat blocks when every input is whole or a single value; else blocks of whole rows
         self.flat = all(f or s for f, s in zip(full, single))
-        row = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+        row = math.prod(shape[1:])
         self.step = BLOCK if self.flat else max(1, BLOCK // max(row, 1))
         self.n = self.size if self.flat else (shape[0] if shape else 1)
         self.sliced = [f if self.flat else (len(s) == len(shape) > 0 and s[0] == shape[0])

@@ -9,6 +9,7 @@ an input buffer that dies at that very step.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,4 +90,4 @@ def plan_memory(steps, sizes: dict, alias_of: dict, escapes: set, inplace_ok: li
 
 
 def nbytes(shape, dtype) -> int:
-    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    return math.prod(shape) * np.dtype(dtype).itemsize

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ops.registry import REGISTRY, SOURCE
+from ..passes.cse import attrs_key
 from ..passes.program import Program
 from .codegen import generate
 from .memory import MemoryPlan, nbytes, plan_memory
@@ -100,10 +101,15 @@ def lower(program: Program, backend, check_numerics: bool = False, placeholder_n
     types = {vid[t]: t.type for n in program.nodes for t in n.outputs}
     slots = {v: i for i, v in enumerate(sorted(memory.assignment))}
     arena_layout = tuple((memory.assignment[v], types[v].shape, types[v].dtype) for v in sorted(memory.assignment))
-    steps = []
+    steps, kernels = [], {}
     for n, (args, outs) in zip(compute, sched):
+        # identical nodes (same op, attributes and types: every layer of a deep net) share a kernel
+        key = (n.op, attrs_key(n.attrs), tuple(t.type for t in n.inputs), n.types)
+        kernel = kernels.get(key)
+        if kernel is None:
+            kernel = kernels[key] = backend.bind(n)
         steps.append(Step(
-            n, backend.bind(n), args, outs,
+            n, kernel, args, outs,
             out_buffer=slots.get(outs[0]),
             out_variable=var_index[inplace[n.outputs[0]]] if n.outputs[0] in inplace else None,
         ))  # fmt: skip

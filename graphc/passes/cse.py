@@ -29,7 +29,7 @@ def freeze(value):
     return value
 
 
-def _key(attrs: dict):
+def attrs_key(attrs: dict):
     """freeze(attrs), fast for the common case of small hashable attributes."""
     try:
         key = tuple(sorted(attrs.items()))
@@ -60,7 +60,7 @@ def merge(program: Program):
         kind = REGISTRY[node.op].kind
         if kind == STATEFUL:
             return rw.copy(node, inputs)
-        key = (node.op, tuple((id(t.node), t.index) for t in inputs), _key(node.attrs))
+        key = (node.op, tuple((id(t.node), t.index) for t in inputs), attrs_key(node.attrs))
         if key in seen:
             first, outs = seen[key]
             rw.note("merge", "identical to an earlier node", [node, first])

@@ -23,13 +23,14 @@ from .stabilize import stabilize
 PIPELINES = {
     0: (),
     1: (merge, fold_constants),
-    2: (merge, fold_constants, simplify, stabilize, simplify, merge, fold_constants),
+    2: (merge, fold_constants, simplify, stabilize),
 }
-# Per input-shape signature, after ``specialize`` made every shape static:
+# Then per input-shape signature, after ``specialize`` made every shape static (so the gradient
+# plumbing autodiff left for unknown dims simplifies away):
 SPECIALIZED = {
     0: (),
     1: (merge, fold_constants),
-    2: (simplify, merge, fold_constants, simplify, fuse),
+    2: (simplify, merge, fold_constants, fuse),
 }
 
 
