@@ -11,21 +11,22 @@ from .ops.state import assign
 from .passes import Program, optimize, prune
 from .passes.specialize import isolate
 from .runtime import Function
-from .runtime.executor import no_gc
+from .runtime.executor import Structure, no_gc
 
 
-def _flatten(outputs):
-    """Flat list of Tensors and a function rebuilding the user's structure from flat values."""
+def _flatten(outputs) -> tuple[list, Structure]:
+    """Flat list of Tensors and the Structure that rebuilds the user's nesting from flat values."""
     if outputs is None:
-        return [], lambda vals: None
+        return [], Structure("none")
     if isinstance(outputs, Tensor):
-        return [outputs], lambda vals: vals[0]
+        return [outputs], Structure("tensor")
     if isinstance(outputs, dict):
-        keys = list(outputs)
-        flat = [outputs[k] for k in keys]
-        return flat, lambda vals: dict(zip(keys, vals))
+        keys = tuple(outputs)
+        if not all(isinstance(k, str) for k in keys):
+            raise CompileError(f"compile: dict outputs need string keys: got {keys!r}")
+        return [outputs[k] for k in keys], Structure("dict", keys)
     if isinstance(outputs, (list, tuple)):
-        return list(outputs), list
+        return list(outputs), Structure("list")
     raise CompileError(f"compile: outputs must be a Tensor, list, tuple or dict: got {type(outputs).__name__}")
 
 
@@ -65,7 +66,7 @@ def compile(outputs=None, inputs=None, updates=None, device: str = "cpu", opt_le
 
 
 def _compile(outputs, inputs, updates, device, opt_level, check_numerics) -> Function:
-    flat, unflatten = _flatten(outputs)
+    flat, structure = _flatten(outputs)
     for t in flat:
         if not isinstance(t, Tensor):
             raise CompileError(f"compile: outputs must be graphc Tensors: got {type(t).__name__}")
@@ -97,4 +98,4 @@ def _compile(outputs, inputs, updates, device, opt_level, check_numerics) -> Fun
     verify = os.environ.get("GRAPHC_VERIFY") == "1"  # the test suite verifies the IR after every pass
     backend = get_backend(device)
     program, reports = optimize(program, opt_level, verify)
-    return Function(graph, program, reports, backend, unflatten, inputs, opt_level, check_numerics, verify)
+    return Function(graph, program, reports, backend, structure, inputs, opt_level, check_numerics, verify)

@@ -13,6 +13,7 @@ import threading
 import traceback
 from collections import OrderedDict
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,6 +42,21 @@ def no_gc():
             gc.enable()
 
 
+@dataclass(frozen=True)
+class Structure:
+    """How a function's flat outputs are returned: one array, a list, a dict (keys), or None."""
+
+    kind: str  # "tensor" | "list" | "dict" | "none"
+    keys: tuple = ()
+
+    def __call__(self, values: list):
+        if self.kind == "tensor":
+            return values[0]
+        if self.kind == "dict":
+            return dict(zip(self.keys, values))
+        return list(values) if self.kind == "list" else None
+
+
 class Function:
     """A compiled graph function: call it with feeds, get NumPy arrays back.
 
@@ -48,7 +64,7 @@ class Function:
     (``fn({x: a})``), or positionally when the function was compiled with ``inputs=[...]``.
     """
 
-    def __init__(self, graph, program, reports, backend, unflatten, inputs=(), opt_level=2,
+    def __init__(self, graph, program, reports, backend, structure, inputs=(), opt_level=2,
                  check_numerics=False, verify=False):  # fmt: skip
         self.graph = graph
         self.program = program  # the optimized generic program
@@ -58,10 +74,11 @@ class Function:
         self.opt_level = opt_level
         self.check_numerics = check_numerics
         self.verify = verify
-        self._unflatten = unflatten
+        self.structure = structure  # rebuilds the user's output nesting from the flat outputs
         self._placeholders = [(n.name, n.types[0]) for n in program.placeholders()]  # feed order
         self._plans: OrderedDict = OrderedDict()  # shape signature -> (Plan, reports, arena pool)
         self._plans_lock = threading.Lock()
+        self._specialize_lock = threading.Lock()
         self._updates = bool(program.updates)
         self._names = {name for name, _ in self._placeholders}
         self._input_names = [t.node.name for t in self.inputs]
@@ -79,8 +96,11 @@ class Function:
             if entry is not None:
                 self._plans.move_to_end(signature)
                 return entry
-        with no_gc():
-            entry = self._specialize(signature)
+        with self._specialize_lock, no_gc():  # one specialization at a time: passes share a graph
+            with self._plans_lock:
+                entry = self._plans.get(signature)
+            if entry is None:
+                entry = self._specialize(signature)
         with self._plans_lock:
             self._plans[signature] = entry
             while len(self._plans) > PLAN_CACHE_SIZE:
@@ -184,7 +204,7 @@ class Function:
                 outs, _ = self._run(plan, F, [variables[n] for n in plan.variable_names], plan.constant_values, B)
         finally:
             arenas.append(B)
-        return self._unflatten(outs if self._host else [backend.to_host(o) for o in outs])
+        return self.structure(outs if self._host else [backend.to_host(o) for o in outs])
 
     def _run(self, plan, F, V, C, B):
         try:
