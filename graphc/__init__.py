@@ -26,6 +26,7 @@ from .ops import (
     zeros_like,
 )  # fmt: skip
 from .runtime import Function
+from .serialize import LoadLimits, load, restore_checkpoint, save, save_checkpoint
 
 __version__ = "0.1.0"
 

@@ -104,6 +104,15 @@ class Graph:
         except KeyError:
             raise GraphError(f"graph '{self.name}' has no node named {name!r}") from None
 
+    def tensor(self, ref: str):
+        """The tensor named ``ref``: a node's name, or ``name:i`` for output i (e.g. of a loaded graph)."""
+        name, _, index = ref.partition(":")
+        node = self.node(name)
+        i = int(index) if index.isdigit() else 0
+        if i >= len(node.outputs):
+            raise GraphError(f"node '{name}' has {len(node.outputs)} outputs: no output {i}")
+        return node.outputs[i]
+
     def __contains__(self, name: str) -> bool:
         return name in self._by_name
 

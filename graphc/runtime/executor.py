@@ -8,6 +8,7 @@ feed checks, a dict lookup, the plan's generated straight-line function, and var
 from __future__ import annotations
 
 import gc
+import math
 import sys
 import threading
 import traceback
@@ -65,7 +66,7 @@ class Function:
     """
 
     def __init__(self, graph, program, reports, backend, structure, inputs=(), opt_level=2,
-                 check_numerics=False, verify=False):  # fmt: skip
+                 check_numerics=False, verify=False, limits=None):  # fmt: skip
         self.graph = graph
         self.program = program  # the optimized generic program
         self.reports = reports  # what each compile-time pass did
@@ -74,6 +75,7 @@ class Function:
         self.opt_level = opt_level
         self.check_numerics = check_numerics
         self.verify = verify
+        self.limits = limits  # resource limits of a loaded file, checked before a plan allocates
         self.structure = structure  # rebuilds the user's output nesting from the flat outputs
         self._placeholders = [(n.name, n.types[0]) for n in program.placeholders()]  # feed order
         self._plans: OrderedDict = OrderedDict()  # shape signature -> (Plan, reports, arena pool)
@@ -111,6 +113,8 @@ class Function:
         """Specialize, optimize and lower the program for one input-shape signature."""
         shapes = {name: shape for (name, _), shape in zip(self._placeholders, signature)}
         program = specialize(self.program, shapes)
+        if self.limits is not None:
+            _check_limits(program, self.limits)
         # check_numerics is for debugging: without fusion, an error names the exact op
         program, reports = optimize_specialized(program, self.opt_level, self.verify, fuse=not self.check_numerics)
         plan = lower(program, self.backend, self.check_numerics, [name for name, _ in self._placeholders])
@@ -235,6 +239,20 @@ class Function:
     def __repr__(self) -> str:
         nodes, plans = len(self.program.nodes), len(self._plans)
         return f"<graphc.Function of graph '{self.graph.name}': {nodes} nodes, {plans} plans>"
+
+
+def _check_limits(program, limits) -> None:
+    """A loaded model may not make a plan allocate tensors beyond its limits (a resource bomb)."""
+    from ..errors import FormatError
+
+    for node in program.nodes:
+        for t in node.types:
+            nbytes = math.prod(t.shape) * t.dtype.itemsize
+            if nbytes > limits.max_tensor_bytes:
+                raise FormatError(
+                    f"{node.op} '{node.name}': with these feeds it would allocate {nbytes} bytes for {t}, more than "
+                    f"max_tensor_bytes={limits.max_tensor_bytes}{where(node.source)}"
+                )
 
 
 def _failing_step(plan, tb):
