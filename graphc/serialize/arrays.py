@@ -91,7 +91,8 @@ class ArrayReader:
         if nbytes > self.limits.max_tensor_bytes or self.total > self.limits.max_constant_bytes:
             raise FormatError(
                 f"{self.where}: {what}: {nbytes} bytes exceed the load limits "
-                f"(max_tensor_bytes={self.limits.max_tensor_bytes}, max_constant_bytes={self.limits.max_constant_bytes})"
+                f"(max_tensor_bytes={self.limits.max_tensor_bytes}, "
+                f"max_constant_bytes={self.limits.max_constant_bytes})"
             )
         if "data" in entry:
             try:
@@ -117,7 +118,8 @@ def sidecar_name(stem: str, blob: bytes) -> str:
 def read_sidecar(folder: str, sidecar: dict, where: str) -> bytes:
     """The sidecar's bytes, after checking that it stays in the model's folder and matches."""
     name = sidecar.get("file")
-    if not isinstance(name, str) or not name or os.path.isabs(name) or "/" in name or "\\" in name or name in (".", ".."):
+    plain = isinstance(name, str) and name not in ("", ".", "..") and not os.path.isabs(name)
+    if not plain or "/" in name or "\\" in name:
         raise FormatError(f"{where}: sidecar name {name!r} must be a plain file name in the model's folder")
     path = os.path.join(folder, name)
     if os.path.islink(path):

@@ -51,7 +51,9 @@ def read_document(path, limits: LoadLimits) -> dict:
         got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise FormatError(f"{path}: not a graphc file: format is {got!r}, expected {FORMAT!r}")
     if doc.get("version") != VERSION:
-        raise FormatError(f"{path}: unsupported format version {doc.get('version')!r}: this graphc reads version {VERSION}")
+        raise FormatError(
+            f"{path}: unsupported format version {doc.get('version')!r}: this graphc reads version {VERSION}"
+        )
     validate(doc, path)
     return doc
 
@@ -118,7 +120,8 @@ def _build_graph(doc: dict, path: str, limits: LoadLimits, reader: ArrayReader, 
             except GraphcError as e:
                 raise FormatError(f"{where}: {e}") from None
             except Exception as e:  # malformed attributes reach the shape rule as wrong types or names
-                raise FormatError(f"{where}: bad attributes {sorted(attrs)} for its inputs: {type(e).__name__}: {e}") from None
+                problem = f"{type(e).__name__}: {e}"
+                raise FormatError(f"{where}: bad attributes {sorted(attrs)} for its inputs: {problem}") from None
             types = (inferred,) if isinstance(inferred, TensorType) else tuple(inferred)
             if len(types) != len(recorded) or any(
                 a.dtype != b.dtype or not compatible(a.shape, b.shape) for a, b in zip(types, recorded)
