@@ -166,7 +166,8 @@ class Variable(Tensor):
     @property
     def value(self) -> np.ndarray:
         """A copy of the current value (later updates never change an array you hold)."""
-        return self.graph.variables[self.node.name].copy()
+        with self.graph.lock:  # never a half-written in-place update
+            return self.graph.variables[self.node.name].copy()
 
     @value.setter
     def value(self, new) -> None:

@@ -67,7 +67,7 @@ def generate(steps, feeds, variables, constants, outputs, updates, alias_of, mem
     out_names, seen = [], set()
     for v in outputs:
         if root(v) in external or v in seen:
-            lines.append(f"    o{len(out_names)} = v{v}.copy()  # may alias a feed, variable or constant")
+            lines.append(f"    o{len(out_names)} = _asarray(v{v}).copy()  # may alias a feed, variable or constant")
             out_names.append(f"o{len(out_names)}")
         else:
             out_names.append(f"_asarray(v{v})")  # kernels may return NumPy scalars (x[0, 0])
