@@ -37,10 +37,10 @@ def _plan(signature, plan, reports, names, timings: bool) -> dict:
         k = {"step": len(kernels), "op": n.op, "node": n.name, "type": str(n.types[0]),
              "source": str(n.source) if n.source else ""}  # fmt: skip
         if "body" in n.attrs:
-            names = [f"%{t.name}" for t in n.inputs]
+            operands = [f"%{t.name}" for t in n.inputs]
             if n.op == "fused_matmul":  # body input 0 is the GEMM's result
-                names = [f"(%{n.inputs[0].name} @ %{n.inputs[1].name})", *names[2:]]
-            k["expression"] = body_text(n.attrs["body"], len(names), names)
+                operands = [f"(%{n.inputs[0].name} @ %{n.inputs[1].name})", *operands[2:]]
+            k["expression"] = body_text(n.attrs["body"], len(operands), operands)
         if s.out_buffer is not None:
             k["buffer"] = plan.arena_layout[s.out_buffer][0]
         if s.out_variable is not None:

@@ -1,0 +1,28 @@
+"""Smoke test of tools/bench.py: the quick run checks every system and writes its JSON.
+
+No timing assertions: speed lives in the benchmark, not in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "tools" / "bench.py"
+
+
+def test_bench_quick_checks_every_workload(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"bench failed:\n{proc.stdout}\n{proc.stderr}"
+    workloads = json.loads(out.read_text())["workloads"]
+    assert {"W1", "W2", "W3", "W5"} <= set(workloads)
+    for wid in ("W1", "W2", "W3", "W5"):
+        w = workloads[wid]
+        assert w["checked"] is True, f"{wid}: {w['error']}"
+        assert w["systems"]["graphc"]["median_s"] > 0, wid

@@ -1,0 +1,666 @@
+#!/usr/bin/env python
+"""Benchmark: graphc against hand-written NumPy on the BENCH.md workloads, in one process.
+
+Takes command-line flags; prints one table plus the machine's limits (and writes JSON with
+``--json``). A workload is a pair of functions, graphc and its NumPy baseline, over shared inputs
+made by a data function, registered in ``WORKLOADS``. Every system is checked against a float64
+NumPy reference before it is timed (a benchmark of a wrong result is void), then the systems of a
+workload are timed interleaved, so drift on these shared machines hits them alike.
+
+    python tools/bench.py [--quick] [--only W1,W3] [--json out.json] [--no-peers]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+import graphc as gc
+
+F32 = np.float32
+EPS32 = float(np.finfo(F32).eps)
+
+
+# -- harness ------------------------------------------------------------------------------------
+class CheckError(Exception):
+    """A system's result differs from the reference: its timing would be void."""
+
+
+@dataclass
+class System:
+    """One way to run a workload.
+
+    ``run`` is the timed call. ``result`` resets any state, runs once and returns the named
+    outputs to check (default: ``{"y": run()}``). ``prepare`` is untimed work done before every
+    timed call (W5 builds a fresh graph there, so each timed compile is that graph's first).
+    """
+
+    run: Callable[[], object]
+    result: Callable[[], dict] | None = None
+    prepare: Callable[[], None] | None = None
+
+    def outputs(self) -> dict:
+        if self.result is not None:
+            return self.result()
+        if self.prepare is not None:
+            self.prepare()
+        return {"y": self.run()}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A BENCH.md workload: shared inputs, the graphc system and its NumPy baseline."""
+
+    id: str
+    title: str
+    unit: str  # how its times print: "us", "ms" or "s"
+    data: Callable[[bool], dict]  # quick -> inputs, "ref" (float64 outputs), "tol" per output
+    graphc: Callable[[dict], System]
+    numpy: Callable[[dict], System] | None  # None: there is no NumPy equivalent (W5)
+    extras: Callable[[dict], dict[str, System]] | None = None  # more NumPy baselines, one column each
+    reps: tuple[int, int] = (100, 5)  # timing samples per system: full run, --quick
+    inner: int = 1  # calls per sample, for calls too short to time one at a time
+    warmup: int = 3
+    target_s: float | None = None  # an absolute goal in place of a baseline (W5)
+    note: Callable[[dict, dict], str] | None = None  # (data, stats) -> extra text for the table
+
+
+def check(system: str, got: dict, ref: dict, tol: dict) -> float:
+    """The worst error as a fraction of its tolerance (<= 1); raises CheckError naming the output.
+
+    ``tol[name]`` is ``(rtol, atol)``; ``atol`` may be an array (per-element rounding bounds).
+    """
+    worst = 0.0
+    for name, want in ref.items():
+        if name not in got:
+            raise CheckError(f"{system}: output '{name}' missing: got outputs {sorted(got)}")
+        have = np.asarray(got[name])
+        if have.shape != want.shape:
+            raise CheckError(f"{system}: output '{name}' has the wrong shape: got {have.shape}, expected {want.shape}")
+        if have.dtype != F32:
+            raise CheckError(f"{system}: output '{name}' has the wrong dtype: got {have.dtype}, expected float32")
+        rtol, atol = tol[name]
+        err = np.abs(have.astype(np.float64) - want)
+        bound = atol + rtol * np.abs(want)
+        frac = np.where(np.isfinite(err), err / bound, np.inf)
+        i = np.unravel_index(int(np.argmax(frac)), frac.shape) if frac.ndim else ()
+        if not frac[i] <= 1.0:
+            raise CheckError(
+                f"{system}: output '{name}' is wrong at index {tuple(int(k) for k in i)}: got {have[i]!r}, "
+                f"expected {want[i]!r} (|error| {err[i]:.3g} > tolerance {np.broadcast_to(bound, err.shape)[i]:.3g}); "
+                f"{int(np.sum(~(frac <= 1)))} of {frac.size} elements out of tolerance"
+            )
+        worst = max(worst, float(frac.max()) if frac.size else 0.0)
+    return worst
+
+
+def time_interleaved(systems: dict[str, System], reps: int, warmup: int, inner: int) -> dict[str, list[float]]:
+    """Seconds per call, ``reps`` samples per system, taken in rotating order in one loop."""
+    names = list(systems)
+    for _ in range(warmup):
+        for s in systems.values():
+            if s.prepare is not None:
+                s.prepare()
+            s.run()
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(reps):
+        k = r % len(names)  # rotate, so no system always runs right after another
+        for name in names[k:] + names[:k]:
+            s = systems[name]
+            if s.prepare is not None:
+                s.prepare()
+            run = s.run
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                run()
+            samples[name].append((time.perf_counter() - t0) / inner)
+    return samples
+
+
+def run_workload(w: Workload, quick: bool, use_peers: bool) -> dict:
+    """Check, then time, every system of one workload; a failed check voids the workload."""
+    out: dict = {"title": w.title, "unit": w.unit, "checked": False, "error": None}
+    try:
+        d = w.data(quick)
+        systems = {"graphc": w.graphc(d)}
+        if w.numpy is not None:
+            systems["numpy"] = w.numpy(d)
+        systems.update(w.extras(d) if w.extras is not None else {})
+        errors = {}
+        for name, s in systems.items():
+            errors[name] = check(name, s.outputs(), d["ref"], d["tol"])
+    except CheckError as e:
+        out["error"] = f"wrong result, workload not timed: {e}"
+        return out
+    except Exception as e:  # a crash in graphc (or in the harness) voids the workload, loudly
+        traceback.print_exc()
+        out["error"] = f"crashed, workload not timed: {type(e).__name__}: {e}"
+        return out
+    out["checked"] = True
+    reps, warmup = w.reps[quick], (min(1, w.warmup) if quick else w.warmup)
+
+    def timed(systems: dict) -> dict:
+        samples = time_interleaved(systems, reps, warmup, w.inner)
+        return {
+            name: {"median_s": statistics.median(ts), "min_s": min(ts), "samples": len(ts), "inner": w.inner,
+                   "max_error_over_tolerance": errors[name]}
+            for name, ts in samples.items()
+        }  # fmt: skip
+
+    stats = timed(systems)
+    g = stats["graphc"]["median_s"]
+    out["systems"] = stats
+    out["ratios"] = {name: s["median_s"] / g for name, s in stats.items() if name != "graphc"}
+    # Peers get a pass of their own beside graphc: their thread pools (OpenMP, XLA) keep spinning
+    # after a call and would slow the graphc/NumPy samples they were interleaved with.
+    out["peers"], out["skipped_peers"] = {}, {}
+    peers = {"graphc": systems["graphc"]}
+    if use_peers:
+        import bench_peers  # beside this script, which Python puts first on sys.path
+
+        for name, factory in bench_peers.for_workload(w.id).items():
+            try:
+                run, result = factory(d)
+                s = System(run, result)
+                errors[name] = check(name, s.outputs(), d["ref"], d["tol"])
+                peers[name] = s
+            except Exception as e:  # peers are optional: one that fails is left out, not fatal
+                out["skipped_peers"][name] = f"{type(e).__name__}: {e}"
+    if len(peers) > 1:
+        pstats = timed(peers)
+        gp = pstats.pop("graphc")
+        for name, s in pstats.items():
+            out["peers"][name] = {
+                **s,
+                "graphc_median_s_same_pass": gp["median_s"],
+                "ratio": s["median_s"] / gp["median_s"],
+            }
+    if "bytes_moved" in d:
+        out["bytes_moved"] = d["bytes_moved"]
+    if w.target_s is not None:
+        out["target_s"] = w.target_s
+        out["ratio"] = w.target_s / g
+    else:
+        out["ratio"] = out["ratios"].get("numpy")
+    out["note"] = w.note(d, stats) if w.note is not None else ""
+    return out
+
+
+# -- W1: inference, batch 1 ----------------------------------------------------------------------
+def softmax64(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def w1_data(quick: bool) -> dict:
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 784)).astype(F32)
+    p = {
+        "w1": (rng.standard_normal((784, 128)) * np.sqrt(2 / 784)).astype(F32),
+        "b1": (rng.standard_normal(128) * 0.1).astype(F32),
+        "w2": (rng.standard_normal((128, 10)) * np.sqrt(2 / 128)).astype(F32),
+        "b2": (rng.standard_normal(10) * 0.1).astype(F32),
+    }
+    q = {k: v.astype(np.float64) for k, v in p.items()}
+    y = softmax64(np.maximum(x @ q["w1"] + q["b1"], 0) @ q["w2"] + q["b2"])
+    return {"x": x, "params": p, "ref": {"y": y}, "tol": {"y": (1e-4, 1e-6)}}
+
+
+def w1_graphc(d: dict) -> System:
+    with gc.Graph("bench_w1"):
+        x = gc.placeholder(d["x"].shape, "float32", name="x")
+        v = {k: gc.variable(a, name=k) for k, a in d["params"].items()}
+        y = gc.softmax(gc.relu(x @ v["w1"] + v["b1"]) @ v["w2"] + v["b2"])
+    fn = gc.compile(y)
+    xv = d["x"]
+    return System(lambda: fn(x=xv))
+
+
+def w1_numpy(d: dict) -> System:
+    x, p = d["x"], d["params"]
+    w1, b1, w2, b2 = p["w1"], p["b1"], p["w2"], p["b2"]
+
+    def run():
+        h = x @ w1
+        h += b1
+        np.maximum(h, 0, out=h)
+        z = h @ w2
+        z += b2
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        return z
+
+    return System(run)
+
+
+# -- W2: training step ---------------------------------------------------------------------------
+W2_LR = 0.05
+W2_SHAPES = {"w1": (784, 256), "b1": (256,), "w2": (256, 256), "b2": (256,), "w3": (256, 10), "b3": (10,)}
+
+
+def w2_reference(p: dict, x: np.ndarray, labels: np.ndarray, lr: float) -> tuple[float, dict]:
+    """One SGD step of the MLP in float64, written plainly: the loss and each parameter's new value."""
+    p = {k: v.astype(np.float64) for k, v in p.items()}
+    x = x.astype(np.float64)
+    n = len(labels)
+    z1 = x @ p["w1"] + p["b1"]
+    h1 = np.maximum(z1, 0)
+    z2 = h1 @ p["w2"] + p["b2"]
+    h2 = np.maximum(z2, 0)
+    z3 = h2 @ p["w3"] + p["b3"]
+    prob = softmax64(z3)
+    loss = -np.mean(np.log(prob[np.arange(n), labels]))
+    dz3 = (prob - np.eye(10)[labels]) / n
+    dh2 = dz3 @ p["w3"].T
+    dz2 = dh2 * (z2 > 0)
+    dz1 = (dz2 @ p["w2"].T) * (z1 > 0)
+    g = {"w3": h2.T @ dz3, "b3": dz3.sum(0), "w2": h1.T @ dz2, "b2": dz2.sum(0), "w1": x.T @ dz1, "b1": dz1.sum(0)}
+    return loss, {k: p[k] - lr * g[k] for k in p}
+
+
+def w2_data(quick: bool) -> dict:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((128, 784)).astype(F32)
+    labels = rng.integers(0, 10, 128).astype(np.int64)
+    p = {}
+    for k, shape in W2_SHAPES.items():
+        scale = np.sqrt(2 / shape[0]) if len(shape) == 2 else 0.1
+        p[k] = (rng.standard_normal(shape) * scale).astype(F32)
+    loss, new = w2_reference(p, x, labels, W2_LR)
+    # Check each update (new - old), which carries the gradient, rather than the new value, which
+    # the old one dominates; the float32 update itself is rounded to about eps * |new value|.
+    ref = {"loss": np.float64(loss), **{f"d_{k}": new[k] - p[k] for k in p}}
+    tol = {"loss": (1e-5, 1e-6)}
+    for k in p:
+        tol[f"d_{k}"] = (1e-3, 1e-4 * np.abs(ref[f"d_{k}"]).max() + 2 * EPS32 * np.abs(new[k]))
+    return {"x": x, "labels": labels, "params": p, "lr": W2_LR, "ref": ref, "tol": tol}
+
+
+def w2_graphc(d: dict) -> System:
+    with gc.Graph("bench_w2"):
+        x = gc.placeholder(d["x"].shape, "float32", name="x")
+        labels = gc.placeholder(d["labels"].shape, "int64", name="labels")
+        v = {k: gc.variable(a, name=k) for k, a in d["params"].items()}
+        h1 = gc.relu(x @ v["w1"] + v["b1"])
+        h2 = gc.relu(h1 @ v["w2"] + v["b2"])
+        loss = gc.mean(gc.softmax_cross_entropy(h2 @ v["w3"] + v["b3"], labels), name="loss")
+        grads = gc.grad(loss, list(v.values()))
+        lr = d["lr"]
+    step = gc.compile(loss, updates=[(var, var - lr * g) for var, g in zip(v.values(), grads)])
+    xv, lv = d["x"], d["labels"]
+
+    def result():
+        for k, var in v.items():
+            var.value = d["params"][k]
+        out = {"loss": np.asarray(step(x=xv, labels=lv))}
+        out.update({f"d_{k}": var.value - d["params"][k] for k, var in v.items()})
+        for k, var in v.items():  # time from the same starting point as every other system
+            var.value = d["params"][k]
+        return out
+
+    return System(lambda: step(x=xv, labels=lv), result)
+
+
+def w2_numpy(d: dict) -> System:
+    """Forward, backward and in-place SGD, as a careful NumPy programmer writes them."""
+    x, labels, lr = d["x"], d["labels"], d["lr"]
+    n = len(labels)
+    rows = np.arange(n)
+    p = {k: v.copy() for k, v in d["params"].items()}
+    w1, b1, w2, b2, w3, b3 = (p[k] for k in W2_SHAPES)
+    h1, h2 = np.empty((n, 256), F32), np.empty((n, 256), F32)
+    z3 = np.empty((n, 10), F32)
+    dw1, dw2, dw3 = np.empty_like(w1), np.empty_like(w2), np.empty_like(w3)
+    dh1, dh2 = np.empty((n, 256), F32), np.empty((n, 256), F32)
+
+    def run():
+        # (ufuncs with out= rather than augmented assignment, which would rebind the closure's names)
+        np.matmul(x, w1, out=h1)
+        np.add(h1, b1, out=h1)
+        np.maximum(h1, 0, out=h1)
+        np.matmul(h1, w2, out=h2)
+        np.add(h2, b2, out=h2)
+        np.maximum(h2, 0, out=h2)
+        np.matmul(h2, w3, out=z3)
+        np.add(z3, b3, out=z3)
+        np.subtract(z3, z3.max(axis=1, keepdims=True), out=z3)  # stable softmax cross-entropy
+        e = np.exp(z3)
+        s = e.sum(axis=1, keepdims=True)
+        loss = np.mean(np.log(s[:, 0]) - z3[rows, labels])
+        e /= s  # softmax; its gradient w.r.t. the logits is (p - onehot) / n
+        e[rows, labels] -= 1
+        e *= 1 / n
+        np.matmul(h2.T, e, out=dw3)
+        db3 = e.sum(0)
+        np.matmul(e, w3.T, out=dh2)
+        np.multiply(dh2, h2 > 0, out=dh2)  # relu'(z) from the relu output: h > 0 exactly where z > 0
+        np.matmul(h1.T, dh2, out=dw2)
+        db2 = dh2.sum(0)
+        np.matmul(dh2, w2.T, out=dh1)
+        np.multiply(dh1, h1 > 0, out=dh1)
+        np.matmul(x.T, dh1, out=dw1)
+        db1 = dh1.sum(0)
+        for w, g in ((w1, dw1), (b1, db1), (w2, dw2), (b2, db2), (w3, dw3), (b3, db3)):
+            g *= lr
+            w -= g
+        return loss
+
+    def result():
+        for k in p:
+            np.copyto(p[k], d["params"][k])
+        out = {"loss": np.asarray(run())}
+        out.update({f"d_{k}": p[k] - d["params"][k] for k in p})
+        for k in p:
+            np.copyto(p[k], d["params"][k])
+        return out
+
+    return System(run, result)
+
+
+def w2_note(d: dict, stats: dict) -> str:
+    return "steps/s: " + ", ".join(f"{name} {1 / s['median_s']:,.0f}" for name, s in stats.items())
+
+
+# -- W3: elementwise chain -----------------------------------------------------------------------
+W3_A, W3_B = 0.75, -0.3
+
+
+def w3_data(quick: bool) -> dict:
+    n = 1_000_000 if quick else 4_000_000
+    x = (np.random.default_rng(3).standard_normal(n) * 2).astype(F32)
+    x64 = x.astype(np.float64)
+    y = np.tanh(W3_A * x64 + W3_B) / (1 + np.exp(-x64)) + 0.5 * x64 * x64 - 1.0
+    return {"x": x, "a": W3_A, "b": W3_B, "ref": {"y": y}, "tol": {"y": (1e-5, 1e-5)}, "bytes_moved": 2 * x.nbytes}
+
+
+def w3_graphc(d: dict) -> System:
+    with gc.Graph("bench_w3"):
+        x = gc.placeholder(d["x"].shape, "float32", name="x")
+        a, b = d["a"], d["b"]
+        y = gc.tanh(a * x + b) * gc.sigmoid(x) + 0.5 * x * x - 1.0
+    fn = gc.compile(y)
+    xv = d["x"]
+    return System(lambda: fn(x=xv))
+
+
+def w3_numpy(d: dict) -> System:
+    x, a, b = d["x"], d["a"], d["b"]
+    return System(lambda: np.tanh(a * x + b) * (1 / (1 + np.exp(-x))) + 0.5 * x * x - 1.0)
+
+
+def w3_extras(d: dict) -> dict[str, System]:
+    """NumPy with preallocated ``out=`` buffers: no allocation, the same passes over memory."""
+    x, a, b = d["x"], d["a"], d["b"]
+    t, u, y = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+
+    def run():
+        np.multiply(x, a, out=t)
+        np.add(t, b, out=t)
+        np.tanh(t, out=t)
+        np.negative(x, out=u)
+        np.exp(u, out=u)
+        np.add(u, 1, out=u)
+        np.divide(t, u, out=t)  # tanh(a x + b) * sigmoid(x)
+        np.multiply(x, x, out=u)
+        np.multiply(u, 0.5, out=u)
+        np.add(t, u, out=t)
+        np.subtract(t, 1.0, out=y)
+        return y
+
+    return {"numpy_out": System(run)}
+
+
+# -- W5: compile time ----------------------------------------------------------------------------
+def w5_data(quick: bool) -> dict:
+    layers, width = (30 if quick else 300), 16
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((32, width)).astype(F32)
+    # gain 1.05: at 1.0 a 300-layer tanh chain decays to ~1e-6 (gradients ~1e-11); from ~1.2 on it
+    # turns chaotic, amplifying float32 rounding in the first layers' gradients past 1e-4
+    ws = (rng.standard_normal((layers, width, width)) * (1.05 / np.sqrt(width))).astype(F32)
+    hs = [x.astype(np.float64)]  # float64 reference: forward, then backward by hand
+    for w in ws.astype(np.float64):
+        hs.append(np.tanh(hs[-1] @ w))
+    loss = np.mean(hs[-1] ** 2)
+    dh = 2 * hs[-1] / hs[-1].size
+    dws = np.empty(ws.shape)
+    for i in reversed(range(layers)):
+        dz = dh * (1 - hs[i + 1] ** 2)
+        dws[i] = hs[i].T @ dz
+        dh = dz @ ws[i].astype(np.float64).T
+    ref = {"loss": np.float64(loss), "dw": dws}
+    tol = {"loss": (1e-4, 1e-7), "dw": (1e-3, 1e-4 * np.abs(dws).max(axis=(1, 2), keepdims=True))}
+    return {"x": x, "ws": ws, "layers": layers, "ref": ref, "tol": tol, "splits": []}
+
+
+def w5_graphc(d: dict) -> System:
+    state: dict = {}
+
+    def prepare():  # untimed: graph construction and gc.grad
+        with gc.Graph("bench_w5") as graph:
+            h = x = gc.placeholder(d["x"].shape, "float32", name="x")
+            ws = [gc.variable(w, name=f"w{i}") for i, w in enumerate(d["ws"])]
+            for w in ws:
+                h = gc.tanh(h @ w)
+            loss = gc.mean(h * h, name="loss")
+            forward = len(graph.nodes)
+            grads = gc.grad(loss, ws)
+        state.update(outputs=[loss, *grads], x=x, nodes=(forward, len(graph.nodes)))
+
+    def run():  # timed: from a built graph to the first result
+        t0 = time.perf_counter()
+        fn = gc.compile(state["outputs"])
+        t1 = time.perf_counter()
+        out = fn({state["x"]: d["x"]})
+        d["splits"].append((t1 - t0, time.perf_counter() - t1))
+        d["nodes"] = state["nodes"]
+        return out
+
+    def result():
+        prepare()
+        loss, *grads = run()
+        d["splits"].pop()  # the check's run is not one of the timed ones
+        return {"loss": np.asarray(loss), "dw": np.stack(grads)}
+
+    return System(run, result, prepare)
+
+
+def w5_note(d: dict, stats: dict) -> str:
+    compile_s = statistics.median(s[0] for s in d["splits"])
+    call_s = statistics.median(s[1] for s in d["splits"])
+    forward, total = d["nodes"]
+    return (f"{d['layers']} layers, {forward} nodes, {total} with gradients; compile {fmt_time(compile_s, 's')} "
+            f"+ first call {fmt_time(call_s, 'ms')}")  # fmt: skip
+
+
+# -- the table of workloads (W4, W6: later) -----------------------------------------------------
+WORKLOADS = [
+    Workload("W1", "inference b=1, 784-128-10", "us", w1_data, w1_graphc, w1_numpy,
+             reps=(300, 20), inner=20, warmup=50),
+    Workload("W2", "train step b=128, 784-256-256-10", "ms", w2_data, w2_graphc, w2_numpy,
+             reps=(150, 5), warmup=5, note=w2_note),
+    Workload("W3", "elementwise chain, 4M f32", "ms", w3_data, w3_graphc, w3_numpy, w3_extras,
+             reps=(30, 3), warmup=2, note=lambda d, stats: f"n = {d['x'].size:,}"),
+    Workload("W5", "compile 300 dense tanh + grads", "s", w5_data, w5_graphc, None,
+             reps=(7, 2), warmup=0, target_s=0.1, note=w5_note),
+]  # fmt: skip
+
+
+# -- machine limits and settings ----------------------------------------------------------------
+def machine_limits(quick: bool) -> dict:
+    """Memory bandwidth (one and all threads copying) and the float32 matmul ceiling."""
+    n = (16 if quick else 64) << 20  # float32 elements: 64 MiB or 256 MiB per array
+    src, dst = np.ones(n, F32), np.empty(n, F32)
+    threads = os.cpu_count() or 1
+    parts = [(slice(i * n // threads, (i + 1) * n // threads)) for i in range(threads)]
+    reps = 3 if quick else 10
+
+    def best(fn) -> float:
+        fn()
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return min(ts)
+
+    t1 = best(lambda: np.copyto(dst, src))
+    with ThreadPoolExecutor(threads) as pool:  # NumPy copies release the GIL
+        tn = best(lambda: list(pool.map(lambda s: np.copyto(dst[s], src[s]), parts)))
+    m = 1024
+    rng = np.random.default_rng(0)
+    a, b, c = rng.standard_normal((m, m)).astype(F32), rng.standard_normal((m, m)).astype(F32), np.empty((m, m), F32)
+    tm = best(lambda: np.matmul(a, b, out=c))
+    bw1, bwn = 2 * n * 4 / t1, 2 * n * 4 / tn
+    return {"copy_bytes": 2 * n * 4, "bandwidth_1thread_Bps": bw1, f"bandwidth_{threads}threads_Bps": bwn,
+            "bandwidth_Bps": max(bw1, bwn), "matmul_1024_GFLOPs": 2 * m**3 / tm / 1e9}  # fmt: skip
+
+
+def thread_settings() -> dict:
+    env = ("GRAPHC_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+           "OMP_NUM_THREADS", "MKL_NUM_THREADS")  # fmt: skip
+    out: dict = {"cpu_count": os.cpu_count(), "env": {k: os.environ.get(k) for k in env}}
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        out["blas"] = None
+    else:
+        out["blas"] = [
+            {k: i.get(k) for k in ("internal_api", "version", "num_threads", "architecture", "filepath")}
+            for i in threadpool_info()
+        ]
+    return out
+
+
+# -- output --------------------------------------------------------------------------------------
+UNITS = {"us": (1e6, "µs"), "ms": (1e3, "ms"), "s": (1.0, "s")}
+
+
+def fmt_time(seconds: float, unit: str) -> str:
+    scale, label = UNITS[unit]
+    v = seconds * scale
+    return f"{v:.3g} {label}" if v < 100 else f"{v:,.0f} {label}"
+
+
+def cell(stats: dict, unit: str) -> str:
+    return f"{fmt_time(stats['median_s'], unit)} ({fmt_time(stats['min_s'], unit)})"
+
+
+def report(results: dict, limits: dict, settings: dict) -> str:
+    head = ["workload", "graphc median (min)", "baseline median (min)", "ratio", "other systems: median (ratio)"]
+    rows = []
+    for wid, r in results.items():
+        name = f"{wid} {r['title']}"
+        if not r["checked"]:
+            rows.append([name, "VOID", "", "", r["error"]])
+            continue
+        unit, st = r["unit"], r["systems"]
+        if "target_s" in r:
+            base = f"target <= {fmt_time(r['target_s'], unit)}"
+        else:
+            base = "NumPy " + cell(st["numpy"], unit)
+        others = [f"{n} {fmt_time(s['median_s'], unit)} ({r['ratios'][n]:.2f}x)"
+                  for n, s in st.items() if n not in ("graphc", "numpy")]  # fmt: skip
+        if "bandwidth_limit_s" in r:
+            t = r["bandwidth_limit_s"]
+            others.append(f"bandwidth limit {fmt_time(t, unit)} ({t / st['graphc']['median_s']:.2f}x)")
+        others += [f"{n} {fmt_time(s['median_s'], unit)} ({s['ratio']:.2f}x, own pass)" for n, s in r["peers"].items()]
+        others += [f"{n} skipped ({e})" for n, e in r["skipped_peers"].items()]
+        if r["note"]:
+            others.append(r["note"])
+        rows.append([name, cell(st["graphc"], unit), base, f"{r['ratio']:.2f}x", "; ".join(others)])
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4] for row in [head, *rows]]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.append("ratio = baseline median / graphc median: above 1 means graphc is faster "
+                 "(W5: target / graphc median). Quote ratios: these machines are shared and noisy.")  # fmt: skip
+    if any(r.get("peers") for r in results.values()):
+        lines.append(
+            "peers (PyTorch, JAX) are timed in a pass of their own beside graphc: their thread pools keep "
+            "spinning between calls and slow what runs next on these 2 cores, so their ratios are rough."
+        )
+
+    gb = 1e9
+    th = f"bandwidth_{settings['cpu_count']}threads_Bps"
+    lines += [
+        "",
+        "machine limits:",
+        f"  memory bandwidth {limits['bandwidth_Bps'] / gb:.1f} GB/s (bytes read + written by a "
+        f"{limits['copy_bytes'] / 2**21:.0f} MiB NumPy copy; 1 thread {limits['bandwidth_1thread_Bps'] / gb:.1f}, "
+        f"{settings['cpu_count']} threads {limits.get(th, 0) / gb:.1f})",
+    ]
+    if "W3" in results and "bandwidth_limit_s" in results["W3"]:
+        lines.append(f"  W3 at that bandwidth (read x once, write y once): "
+                     f"{fmt_time(results['W3']['bandwidth_limit_s'], 'ms')}")  # fmt: skip
+    lines.append(f"  float32 matmul 1024^3: {limits['matmul_1024_GFLOPs']:.1f} GFLOP/s")
+    lines.append("thread settings:")
+    env = settings["env"]
+    graphc_threads = env["GRAPHC_NUM_THREADS"] or f"unset (graphc uses os.cpu_count() = {settings['cpu_count']})"
+    lines.append(f"  os.cpu_count() {settings['cpu_count']}; GRAPHC_NUM_THREADS {graphc_threads}")
+    if settings["blas"] is None:
+        lines.append("  BLAS threads: unknown (pip install threadpoolctl to see them)")
+    for lib in settings["blas"] or ():
+        kernel = f", kernel {lib['architecture']}" if lib["architecture"] else ""
+        lines.append(f"  {lib['internal_api']} {lib['version'] or ''} ({os.path.basename(lib['filepath'])}): "
+                     f"{lib['num_threads']} threads{kernel}")  # fmt: skip
+    lines.append(f"  OPENBLAS_CORETYPE {env['OPENBLAS_CORETYPE'] or 'unset'} (set on some of these machines, "
+                 "where it selects an older, slower OpenBLAS kernel; left as found)")  # fmt: skip
+    for k in ("OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if env[k] is not None:
+            lines.append(f"  {k} {env[k]}")
+    return "\n".join(lines)
+
+
+# -- main ----------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="few repetitions and small sizes: a smoke test")
+    ap.add_argument("--json", metavar="PATH", help="write every number to this JSON file")
+    ap.add_argument("--only", metavar="IDS", help="comma-separated workload ids, e.g. W1,W3")
+    ap.add_argument("--no-peers", action="store_true", help="skip PyTorch/JAX columns even when installed")
+    args = ap.parse_args(argv)
+    chosen = WORKLOADS
+    if args.only:
+        ids = [s.strip().upper() for s in args.only.split(",") if s.strip()]
+        known = {w.id for w in WORKLOADS}
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            ap.error(f"--only: unknown or not yet implemented workloads {unknown}: expected some of {sorted(known)}")
+        chosen = [w for w in WORKLOADS if w.id in ids]
+
+    results = {}
+    for w in chosen:
+        print(f"{w.id} {w.title} ...", file=sys.stderr, flush=True)
+        results[w.id] = run_workload(w, args.quick, not args.no_peers)
+        if results[w.id]["error"]:
+            print(f"{w.id}: {results[w.id]['error']}", file=sys.stderr, flush=True)
+    limits = machine_limits(args.quick)
+    settings = thread_settings()  # after the workloads, so peers' thread pools are listed too
+    for r in results.values():  # the time to read the inputs and write the output once
+        if "bytes_moved" in r:
+            r["bandwidth_limit_s"] = r["bytes_moved"] / limits["bandwidth_Bps"]
+    print(report(results, limits, settings))
+    if args.json:
+        doc = {"quick": args.quick, "numpy": np.__version__, "graphc": gc.__version__, "python": sys.version,
+               "settings": settings, "machine": limits, "workloads": results}  # fmt: skip
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2, default=float)
+    failed = [wid for wid, r in results.items() if not r["checked"]]
+    if failed:
+        print(f"\nVOID (wrong result or crash): {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
