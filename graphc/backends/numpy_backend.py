@@ -1,6 +1,6 @@
 """The CPU backend: NumPy arrays; fused elementwise nodes run as ufuncs over cache-sized blocks.
 
-A fused body is evaluated block by block (16K elements: the working set of all its temporaries
+A fused body is evaluated block by block (64K elements: the working set of its temporaries
 stays in L2) into small scratch buffers, so each element is read from and written to memory once
 instead of once per op; large tensors split their blocks over a thread pool (ufuncs release the
 GIL). Small tensors skip the blocking and run the ufuncs on whole arrays.
@@ -18,7 +18,7 @@ import numpy as np
 
 from ..ops.registry import REGISTRY
 
-BLOCK = 16384  # elements per block
+BLOCK = 1 << 16  # elements per block: measured best on W3 (16K: 9.7 ms, 32K: 6.8, 64K: 5.8, 128K: 5.7)
 PARALLEL_MIN = 1 << 18  # elements before a fused kernel uses more than one thread
 
 
