@@ -44,6 +44,25 @@ def _normalize_updates(updates) -> list[Tensor]:
     return result
 
 
+def _with_implicit_updates(graph, program: Program, explicit: dict) -> Program:
+    """Add the updates that ops in the program imply (a random op advances its generator's counter,
+    batch norm in training mode updates its running statistics); repeat, since those updates may
+    pull in more such ops. An explicit update of the same variable takes precedence."""
+    pending = list(graph.implicit_updates)
+    updates = list(program.updates)
+    names = set(explicit)
+    while True:
+        live = set(program.nodes)
+        new = [(t, v, val) for t, v, val in pending if t.node in live and v.node.name not in names]
+        if not new:
+            return program
+        for trigger, var, value in new:
+            names.add(var.node.name)
+            updates.append((var.node.name, value))
+            pending.remove((trigger, var, value))
+        program = prune(Program(tuple(graph.nodes), program.outputs, tuple(updates)))
+
+
 def compile(outputs=None, inputs=None, updates=None, device: str = "cpu", opt_level: int = 2,
             check_numerics: bool = False) -> Function:  # fmt: skip
     """Compile outputs (and variable updates) into a function that runs many times.
@@ -94,7 +113,8 @@ def _compile(outputs, inputs, updates, device, opt_level, check_numerics) -> Fun
         seen[var.node.name] = a
         update_pairs.append((var.node.name, value))
 
-    program = isolate(prune(Program(tuple(graph.nodes), tuple(flat), tuple(update_pairs))))
+    program = prune(Program(tuple(graph.nodes), tuple(flat), tuple(update_pairs)))
+    program = isolate(_with_implicit_updates(graph, program, seen))
     verify = os.environ.get("GRAPHC_VERIFY") == "1"  # the test suite verifies the IR after every pass
     backend = get_backend(device)
     program, reports = optimize(program, opt_level, verify)

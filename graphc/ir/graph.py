@@ -63,6 +63,9 @@ class Graph:
         self._by_name: dict[str, Node] = {}
         self._name_counts: dict[str, int] = {}
         self.variables: dict[str, np.ndarray] = {}  # variable node name -> current value
+        # (trigger tensor, variable, new value): every function whose program computes the
+        # trigger also applies the update (a random op's counter, batch norm's running stats)
+        self.implicit_updates: list[tuple] = []
         self.lock = threading.Lock()  # guards variable updates from concurrent calls
         self.finalized = False
         self._growth_warned = False
@@ -97,6 +100,12 @@ class Graph:
         self.nodes.append(node)
         self._by_name[node.name] = node
         return node
+
+    def add_implicit_update(self, trigger, variable, value) -> None:
+        """Make every function that computes ``trigger`` also set ``variable`` to ``value``."""
+        if variable.node.op != "variable" or trigger.graph is not self or value.graph is not self:
+            raise GraphError("add_implicit_update: needs a variable and tensors of this graph")
+        self.implicit_updates.append((trigger, variable, value))
 
     def node(self, name: str) -> Node:
         try:
