@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..ir.types import broadcast_shapes
 from ..ops.registry import REGISTRY
 
 BLOCK = 1 << 16  # elements per block: measured best on W3 (16K: 9.7 ms, 32K: 6.8, 64K: 5.8, 128K: 5.7)
@@ -60,32 +61,42 @@ BACKEND = NumpyBackend()  # one pool per process, shared by every compiled funct
 
 class FusedKernel:
     """A fused body bound to the static shapes of one plan, as generated Python: one ufunc call
-    per instruction, either on whole arrays (small tensors) or in a loop over blocks."""
+    per instruction, either on whole arrays (small tensors) or in a loop over blocks.
+
+    Blocks are flat (every input whole or a single value) or runs of rows along axis 0 (inputs
+    broadcast along the other axes). A trailing reduction is applied per block: into the output's
+    rows when it reduces trailing axes, into per-block partial results when it reduces everything.
+    """
 
     def __init__(self, backend: NumpyBackend, node):
         self.backend = backend
         self.node = node
         body = node.attrs["body"]
+        self.reduce = node.attrs.get("reduce")
         self.matmul = node.op == "fused_matmul"
         self.out_type = node.types[0]
         in_types = [t.type for t in node.inputs]
         if self.matmul:  # body input 0 is the GEMM result, which has the output's type
             in_types = [self.out_type, *in_types[2:]]
-        shape = self.out_type.shape
-        self.size = math.prod(shape)
         in_shapes = [t.shape for t in in_types]
+        shape = self.out_type.shape if self.matmul else broadcast_shapes(*in_shapes)
+        self.size = math.prod(shape)
+        self.full_reduce = self.reduce is not None and self.reduce[1] == tuple(range(len(shape)))
         full = [s == shape for s in in_shapes]
         single = [math.prod(s) == 1 for s in in_shapes]
-        # flat blocks when every input is whole or a single value; else blocks of whole rows
-        self.flat = all(f or s for f, s in zip(full, single))
+        self.flat = all(f or s for f, s in zip(full, single)) and (self.reduce is None or self.full_reduce)
         row = math.prod(shape[1:])
         self.step = BLOCK if self.flat else max(1, BLOCK // max(row, 1))
         self.n = self.size if self.flat else (shape[0] if shape else 1)
         self.sliced = [f if self.flat else (len(s) == len(shape) > 0 and s[0] == shape[0])
                        for f, s in zip(full, in_shapes)]  # fmt: skip
         self.blocked = self.size > 2 * BLOCK and self.n >= 2 * self.step
-        self.scratch_dtypes = [np.dtype(d) for _op, _a, _at, d in body[:-1]]
-        self.whole, self.blocks, self.source = _generate(body, len(in_types), self.sliced, self.out_type, self.matmul)
+        self.tail = () if self.flat else tuple(shape[1:])
+        dtypes = [np.dtype(d) for _op, _a, _at, d in body]
+        self.scratch_dtypes = dtypes if self.reduce is not None else dtypes[:-1]
+        self.whole, self.blocks, self.source = _generate(
+            body, len(in_types), self.sliced, self.out_type, self.matmul, self.reduce, self.full_reduce
+        )
 
     def __call__(self, *arrays, out=None):
         if out is None:
@@ -96,25 +107,27 @@ class FusedKernel:
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
             if self.flat:
                 arrays = [a.reshape(-1) if s else np.asarray(a).reshape(()) for a, s in zip(arrays, self.sliced)]
-                target = out.reshape(-1)
-            else:
-                target = out
+            target = [] if self.full_reduce else (out.reshape(-1) if self.flat else out)
             n, step = self.n, self.step
             nblocks = -(-n // step)
             threads = min(num_threads(), nblocks) if self.size >= PARALLEL_MIN else 1
             per = -(-nblocks // threads) * step
             ranges = [(lo, min(n, lo + per)) for lo in range(0, n, per)]
-            futures = [self.backend.pool().submit(self._range, arrays, target, lo, hi) for lo, hi in ranges[1:]]
-            self._range(arrays, target, *ranges[0])
+            parts = [[] for _ in ranges] if self.full_reduce else [target] * len(ranges)
+            futures = [self.backend.pool().submit(self._range, arrays, p, lo, hi)
+                       for p, (lo, hi) in zip(parts[1:], ranges[1:])]  # fmt: skip
+            self._range(arrays, parts[0], *ranges[0])
             for f in futures:
                 f.result()
+            if self.full_reduce:  # combine the per-block partial results
+                ufunc = getattr(np, self.reduce[0])
+                out[...] = ufunc.reduce(np.asarray([x for p in parts for x in p], dtype=out.dtype))
         return out
 
     def _range(self, arrays, target, lo, hi):
         """Rows or elements [lo, hi) of the output, with this thread's own scratch buffers."""
         step = self.step
-        tail = target.shape[1:]
-        scratch = [np.empty((step, *tail), d) for d in self.scratch_dtypes]
+        scratch = [np.empty((step, *self.tail), d) for d in self.scratch_dtypes]
         full_hi = lo + (hi - lo) // step * step
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
             if full_hi > lo:
@@ -124,9 +137,13 @@ class FusedKernel:
                 self.blocks(*arrays, target, full_hi, hi, m, *(s[:m] for s in scratch))
 
 
-def _generate(body, n_in: int, sliced, out_type, matmul: bool) -> tuple:
+def _generate(body, n_in: int, sliced, out_type, matmul: bool, reduce, full_reduce: bool) -> tuple:
     """Source for ``whole(*inputs, out=None)`` (a matmul's operands first for ``fused_matmul``) and
-    ``blocks(*inputs, out, lo, hi, step, *scratch)``; small kernels skip warnings for speed."""
+    ``blocks(*inputs, out, lo, hi, step, *scratch)``; small kernels skip warnings for speed.
+
+    With a reduction, the body's result goes to scratch and is reduced into ``out[start:stop]``
+    (trailing axes) or appended to ``out``, then a list of partial results (all axes).
+    """
     env = {"np": np, "SHAPE": out_type.shape, "DTYPE": out_type.dtype}
     calls = []
     for i, (op, args, attrs, _dtype) in enumerate(body):
@@ -139,7 +156,9 @@ def _generate(body, n_in: int, sliced, out_type, matmul: bool) -> tuple:
         calls.append((fn, args))
     last = len(body) - 1
     ins = [f"x{i}" for i in range(n_in)]
-    name = lambda a, vals: vals[a]  # noqa: E731
+    if reduce is not None:
+        env["R"] = getattr(np, reduce[0])
+        env["AXES"], env["KEEPDIMS"] = reduce[1], reduce[2]
 
     params = ["a", "b", *ins[1:]] if matmul else ins
     whole = [f"def whole({', '.join(params)}, out=None):"]
@@ -149,20 +168,26 @@ def _generate(body, n_in: int, sliced, out_type, matmul: bool) -> tuple:
         whole.append("    x0 = np.matmul(a, b, out=out)")
     vals = list(ins)
     for i, (fn, args) in enumerate(calls):
-        dst = "out" if i == last else "None"
-        whole.append(f"    t{i} = {fn}({', '.join(name(a, vals) for a in args)}, out={dst})")
+        dst = "out" if i == last and reduce is None else "None"
+        whole.append(f"    t{i} = {fn}({', '.join(vals[a] for a in args)}, out={dst})")
         vals.append(f"t{i}")
+    if reduce is not None:
+        whole.append(f"    R.reduce(t{last}, axis=AXES, keepdims=KEEPDIMS, out=out)")
     whole.append("    return out")
 
-    scratch = [f"s{i}" for i in range(last)]
+    scratch = [f"s{i}" for i in range(last + (reduce is not None))]
     blocks = [f"def blocks({', '.join(ins)}, out, lo, hi, step{''.join(', ' + s for s in scratch)}):"]
     blocks.append("    for start in range(lo, hi, step):")
     blocks.append("        stop = start + step")
     vals = [f"{x}[start:stop]" if s else x for x, s in zip(ins, sliced)]
     for i, (fn, args) in enumerate(calls):
-        dst = "out[start:stop]" if i == last else f"s{i}"
-        blocks.append(f"        {fn}({', '.join(name(a, vals) for a in args)}, out={dst})")
+        dst = "out[start:stop]" if i == last and reduce is None else f"s{i}"
+        blocks.append(f"        {fn}({', '.join(vals[a] for a in args)}, out={dst})")
         vals.append(f"s{i}")
+    if full_reduce:
+        blocks.append(f"        out.append(R.reduce(s{last}, axis=None))")
+    elif reduce is not None:
+        blocks.append(f"        R.reduce(s{last}, axis=AXES, keepdims=KEEPDIMS, out=out[start:stop])")
     source = "\n".join(whole) + "\n\n" + "\n".join(blocks) + "\n"
     code = _compile(source)
     exec(code, env)  # our own generated text, never file content

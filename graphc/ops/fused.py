@@ -1,8 +1,9 @@
 """Fused ops: a cluster of elementwise ops (optionally after a matmul) kept as a small expression.
 
-The ``body`` attribute is a tuple of instructions ``(op, args, attrs, dtype)``; an arg ``i`` below
-the number of inputs names input ``i``, above it names an earlier instruction's result. The last
-instruction is the output. Every backend generates its own single kernel from the body: NumPy
+The ``body`` attribute is a tuple of instructions ``(op, args, attrs, dtype)``; an arg ``i``
+below the number of inputs names input ``i``, above it names an earlier instruction's result.
+The last instruction is the output, optionally reduced by ``reduce = (ufunc, axes, keepdims)``
+(a trailing ``sum``/``max``/``min``/``prod`` folded into the kernel). Every backend generates its own single kernel from the body: NumPy
 runs it as ufuncs over cache-sized blocks (backends/numpy_backend.py); native C and CUDA
 backends emit a loop from each op's ``expr`` template. The kernels here are the reference.
 """
@@ -37,12 +38,24 @@ def run_body(xp, body, inputs, out=None):
     return vals[-1]
 
 
-def _fused_infer(*types: TensorType, body, **_) -> TensorType:
-    return TensorType(broadcast_shapes(*(t.shape for t in types)), np.dtype(body[-1][3]))
+def reduced_shape(shape, reduce):
+    """The shape after a fused trailing reduction ``(ufunc, axes, keepdims)`` (None: no reduction)."""
+    if reduce is None:
+        return shape
+    _ufunc, axes, keepdims = reduce
+    return tuple(1 if i in axes else d for i, d in enumerate(shape) if keepdims or i not in axes)
 
 
-def _fused_kernel(xp, *inputs, body, out=None):
-    return run_body(xp, body, inputs, out)
+def _fused_infer(*types: TensorType, body, reduce=None) -> TensorType:
+    shape = broadcast_shapes(*(t.shape for t in types))
+    return TensorType(reduced_shape(shape, reduce), np.dtype(body[-1][3]))
+
+
+def _fused_kernel(xp, *inputs, body, reduce=None, out=None):
+    if reduce is None:
+        return run_body(xp, body, inputs, out)
+    ufunc, axes, keepdims = reduce
+    return getattr(xp, ufunc).reduce(run_body(xp, body, inputs), axis=axes, keepdims=keepdims, out=out)
 
 
 def _inline(inputs, body):
@@ -55,10 +68,16 @@ def _inline(inputs, body):
     return vals[-1]
 
 
-def _fused_grad(g, out, *inputs, body):
+def _fused_grad(g, out, *inputs, body, reduce=None):
     from ..autodiff import grad
+    from .registry import REGISTRY, apply
 
-    return tuple(grad(_inline(inputs, body), list(inputs), grad_ys=g))
+    y = _inline(inputs, body)
+    if reduce is not None:  # the reduce op whose ufunc this is: sum, max, min or prod
+        ufunc, axes, keepdims = reduce
+        op = next(name for name, d in REGISTRY.items() if d.kind == "reduce" and d.ufunc == ufunc)
+        y = apply(op, y, axes=axes, keepdims=keepdims)
+    return tuple(grad(y, list(inputs), grad_ys=g))
 
 
 register(OpDef("fused_elementwise", FUSED, _fused_infer, _fused_kernel, _fused_grad, inplace=True,

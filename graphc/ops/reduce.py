@@ -101,16 +101,20 @@ def _prod_grad(g, o, x, axes, keepdims):
     return (_back(g, x, axes, keepdims) * others,)
 
 
+# ``ufunc`` names the binary ufunc whose ``.reduce`` computes a reduction: fused kernels use it
+# to fold a trailing reduction into the elementwise cluster that feeds it.
 sum = _reduction("sum", np.sum, lambda g, o, x, axes, keepdims: (_back(g, x, axes, keepdims),),  # noqa: A001
-                 "Sum of elements over the given axes.")  # fmt: skip
+                 "Sum of elements over the given axes.", ufunc="add")  # fmt: skip
 mean = _reduction(
     "mean", np.mean,
     lambda g, o, x, axes, keepdims: (_back(g, x, axes, keepdims) * reciprocal(_count(x, axes)),),
     "Mean of elements over the given axes.",
 )  # fmt: skip
-max = _reduction("max", np.max, _max_grad, "Maximum over axes; ties share the gradient equally.")  # noqa: A001
-min = _reduction("min", np.min, _max_grad, "Minimum over axes; ties share the gradient equally.")  # noqa: A001
-prod = _reduction("prod", np.prod, _prod_grad, "Product of elements over the given axes.")
+max = _reduction("max", np.max, _max_grad, "Maximum over axes; ties share the gradient equally.",  # noqa: A001
+                 ufunc="maximum")  # fmt: skip
+min = _reduction("min", np.min, _max_grad, "Minimum over axes; ties share the gradient equally.",  # noqa: A001
+                 ufunc="minimum")  # fmt: skip
+prod = _reduction("prod", np.prod, _prod_grad, "Product of elements over the given axes.", ufunc="multiply")
 
 
 def _logsumexp_kernel(xp, x, axes, keepdims):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 
-from ..ops.registry import ELEMENTWISE, MATMUL, REGISTRY
+from ..ops.registry import ELEMENTWISE, MATMUL, REDUCE, REGISTRY
 from .program import Program
 from .rewrite import Rewriter
 
@@ -94,26 +94,54 @@ def _body(members, externals: list) -> tuple:
     return tuple(body)
 
 
+def _trailing_reduction(root, users: dict, note):
+    """The reduce node that alone consumes ``root``, when its kernel can fold it in: a float ufunc
+    reduction (sum, max, min, prod; a static mean is simplified to a sum) over all axes or over
+    trailing axes (blocks then run over the leading ones)."""
+    consumers = users[root]
+    if len(consumers) != 1 or consumers[0][0] is None:
+        return None
+    q = consumers[0][0]
+    opdef = REGISTRY[q.op]
+    if opdef.kind != REDUCE or opdef.ufunc is None:
+        return None
+    shape, axes = root.types[0].shape, q.attrs["axes"]
+    if root.types[0].dtype.kind != "f" or q.types[0].dtype != root.types[0].dtype:
+        note("keep", "not fused: reduction dtype", [q, root], f"{q.op} changes the dtype of {root.types[0]}")
+        return None
+    trailing = axes and axes[0] > 0 and axes == tuple(range(axes[0], len(shape)))
+    if not axes or (axes != tuple(range(len(shape))) and not trailing):
+        note("keep", "not fused: reduction axes", [q, root],
+             f"{q.op} over axes {axes} of {root.types[0]}: only all axes or trailing axes fold into a kernel")  # fmt: skip
+        return None
+    return q
+
+
 def fuse(program: Program):
     """Replace each elementwise cluster by a ``fused_elementwise`` node, or a ``fused_matmul`` node
-    when a matmul's result feeds only the cluster (GEMM, then the epilogue in place)."""
+    when a matmul's result feeds only the cluster (GEMM, then the epilogue in place); a reduction
+    that alone consumes a cluster folds into it."""
     rw = Rewriter(program, "fuse")
     users = program.consumers()
     clusters = _clusters(program, users, rw.note)
     epilogues = {root: _epilogue_matmul(ms, program, users, rw.note) for root, ms in clusters.items()}
-    clusters = {root: ms for root, ms in clusters.items() if len(ms) > 1 or epilogues[root] is not None}
-    member_of = {n: root for root, ms in clusters.items() for n in ms}
+    reductions = {r: None if epilogues[r] else _trailing_reduction(r, users, rw.note) for r in clusters}
+    clusters = {root: ms for root, ms in clusters.items()
+                if len(ms) > 1 or epilogues[root] is not None or reductions[root] is not None}  # fmt: skip
+    emit_at = {reductions[root] or root: root for root in clusters}  # the node each fused node replaces
 
     def visit(rw: Rewriter, node):
-        root = member_of.get(node)
-        if root is not node:
-            return rw.copy(node)  # non-members, and members (dead once the root is fused)
+        root = emit_at.get(node)
+        if root is None:
+            return rw.copy(node)  # non-members, and members (dead once the fused node exists)
         members = clusters[root]
         mm = epilogues[root]
+        q = reductions[root]
         externals: list = []
         if mm is not None:
             externals.append(mm.outputs[0])
         body = _body(members, externals)
+        attrs = {"body": body}
         if mm is not None:
             inputs = (*rw.inputs_of(mm), *(rw.mapping.get(t, t) for t in externals[1:]))
             op = "fused_matmul"
@@ -121,7 +149,13 @@ def fuse(program: Program):
         else:
             inputs = tuple(rw.mapping.get(t, t) for t in externals)
             op = "fused_elementwise"
-            rw.note("fuse", "elementwise cluster", members, f"{len(members)} ops -> 1 kernel")
-        return rw.append(op, inputs, {"body": body}, root.types, root.name, root.source)
+            if q is not None:
+                attrs["reduce"] = (REGISTRY[q.op].ufunc, q.attrs["axes"], q.attrs["keepdims"])
+                rw.note("fuse", "elementwise cluster + reduction", [*members, q],
+                        f"{len(members)} ops and a {q.op} -> 1 kernel")  # fmt: skip
+            else:
+                rw.note("fuse", "elementwise cluster", members, f"{len(members)} ops -> 1 kernel")
+        last = q if q is not None else root
+        return rw.append(op, inputs, attrs, last.types, last.name, last.source)
 
     return rw.run(visit)
