@@ -112,7 +112,7 @@ def _trailing_reduction(root, users: dict, note):
     trailing = axes and axes[0] > 0 and axes == tuple(range(axes[0], len(shape)))
     if not axes or (axes != tuple(range(len(shape))) and not trailing):
         note("keep", "not fused: reduction axes", [q, root],
-             f"{q.op} over axes {axes} of {root.types[0]}: only all axes or trailing axes fold into a kernel")  # fmt: skip
+             f"{q.op} over axes {axes} of {root.types[0]}: only all or trailing axes fold into a kernel")  # fmt: skip
         return None
     return q
 
