@@ -5,7 +5,8 @@ below the number of inputs names input ``i``, above it names an earlier instruct
 The last instruction is the output, optionally reduced by ``reduce = (ufunc, axes, keepdims)``
 (a trailing ``sum``/``max``/``min``/``prod`` folded into the kernel). Every backend generates
 its own single kernel from the body: NumPy runs it as ufuncs over cache-sized blocks
-(backends/numpy_backend.py); native C and CUDA backends emit a loop from each op's ``expr``. The kernels here are the reference.
+(backends/numpy_backend.py); native C and CUDA backends emit a loop from each op's ``expr``.
+The kernels here are the reference.
 """
 
 from __future__ import annotations
