@@ -30,7 +30,7 @@ def plan_memory(steps, sizes: dict, alias_of: dict, escapes: set, inplace_ok: li
     sizes: value id -> nbytes.
     alias_of: value id -> the value whose storage it may share (views), for every aliasing value.
     escapes: value ids whose storage is returned or kept (outputs, updates, sources).
-    inplace_ok: per step, whether its kernel may write into a dying input of the same size.
+    inplace_ok: per step, the input value ids its kernel may write over when they die there.
     plannable: value ids produced by kernels that accept out=.
     """
     root = {}
@@ -58,8 +58,11 @@ def plan_memory(steps, sizes: dict, alias_of: dict, escapes: set, inplace_ok: li
     dying_at: dict[int, list] = {}
     for v, i in last.items():
         dying_at.setdefault(i, []).append(v)
-    for i, (_args, outs) in enumerate(steps):
-        candidates = [v for v in dying_at.get(i, ()) if v in assignment and v not in outs] if inplace_ok[i] else []
+    for i, (args, outs) in enumerate(steps):
+        # only over an input the step reads directly: a fused kernel writing block by block over a
+        # buffer it also reads through a view (a transpose, a reversal) would read what it overwrote
+        candidates = [v for v in dying_at.get(i, ()) if v in assignment and v not in outs and v in inplace_ok[i]
+                      and all(a == v for a in args if storage(a) == v)]  # fmt: skip
         for v in outs:
             if storage(v) != v:
                 continue  # a view: no storage of its own

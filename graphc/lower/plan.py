@@ -50,8 +50,9 @@ def _inplace_updates(program: Program, compute: list) -> dict:
     """update value tensor -> variable name, for updates safe to write into the variable itself.
 
     Safe when the value's kernel accepts ``out=``, nothing else reads the value, it is not an
-    output, the kernel either works element by element or does not read the variable, and no
-    other in-place update reads the variable (they all run last).
+    output, the kernel either works element by element on the variable itself or does not read
+    the variable, and no other in-place update reads the variable (they all run last). Reading
+    a view of a variable (its transpose) counts as reading it, and is not element by element.
     """
     users = program.consumers()
     var_node = {n.name: n for n in program.nodes if n.op == "variable"}
@@ -61,16 +62,29 @@ def _inplace_updates(program: Program, compute: list) -> dict:
         if name not in var_node:
             continue  # the function never reads this variable, so it has no array to write into
         opdef = REGISTRY[node.op]
-        reads_var = any(i.node is var_node[name] for i in node.inputs)
+        reads = [i for i in node.inputs if _storage(i) is var_node[name]]
+        elementwise = opdef.writes_inplace and all(i.node is var_node[name] for i in reads)
         if (opdef.writes_out and len(node.types) == 1 and len(users[node]) == 1
-                and node.types[0] == var_node[name].types[0] and (opdef.writes_inplace or not reads_var)):  # fmt: skip
+                and node.types[0] == var_node[name].types[0] and (elementwise or not reads)):  # fmt: skip
             cands[t] = name
-    readers = {t: {i.node.name for i in t.node.inputs if i.node.op == "variable"} for t in cands}
+    readers = {t: {_storage(i).name for i in t.node.inputs if _storage(i).op == "variable"} for t in cands}
     return {t: name for t, name in cands.items() if not any(name in readers[o] for o in cands if o != t)}
 
 
-def lower(program: Program, backend, check_numerics: bool = False, placeholder_names=None) -> Plan:
+def _storage(t):
+    """The node whose array ``t`` may share: t's own node, or for a view (a transpose, a reshape)
+    the node it views."""
+    node = t.node
+    while REGISTRY[node.op].aliases and node.inputs:
+        node = node.inputs[0].node
+    return node
+
+
+def lower(program: Program, backend, check_numerics: bool = False, placeholder_names=None,
+          copy_outputs: bool = True) -> Plan:  # fmt: skip
     """Schedule, plan memory and generate the run function of a static-shape program.
+
+    ``copy_outputs=False``: outputs may alias feeds and constants (loop bodies; see codegen).
 
     ``placeholder_names`` is the order in which the caller passes its feeds (the function's
     placeholders; the program may have pruned some that only gave a shape).
@@ -86,16 +100,20 @@ def lower(program: Program, backend, check_numerics: bool = False, placeholder_n
     compute = [n for n in compute if n.outputs[0] not in inplace] + last
     var_index = {n.name: i for i, n in enumerate(n for n in sources if n.op == "variable")}
 
-    sizes = {vid[t]: nbytes(t.shape, t.dtype) for n in program.nodes for t in n.outputs}
+    # (a dim only known at run time, after a loop whose variables change shape: 0 bytes, unplanned)
+    sizes = {vid[t]: nbytes(t.shape, t.dtype) if t.type.is_static else 0 for n in program.nodes for t in n.outputs}
     alias_of = {}
     for n in compute:
         if REGISTRY[n.op].aliases and n.inputs:
             for t in n.outputs:
                 alias_of[vid[t]] = vid[n.inputs[0]]
     escapes = {vid[t] for t in program.targets} | {vid[n.outputs[0]] for n in sources}
-    plannable = {vid[n.outputs[0]] for n in compute if REGISTRY[n.op].writes_out and n.outputs[0] not in inplace}
+    plannable = {vid[n.outputs[0]] for n in compute
+                 if REGISTRY[n.op].writes_out and n.outputs[0] not in inplace and n.types[0].is_static}  # fmt: skip
     sched = [(tuple(vid[t] for t in n.inputs), tuple(vid[t] for t in n.outputs)) for n in compute]
-    inplace_ok = [REGISTRY[n.op].writes_inplace for n in compute]
+    # an elementwise kernel may write over an input of the output's own type (same layout)
+    inplace_ok = [{vid[t] for t in n.inputs if t.type == n.types[0]} if REGISTRY[n.op].writes_inplace else set()
+                  for n in compute]  # fmt: skip
     memory = plan_memory(sched, sizes, alias_of, escapes, inplace_ok, plannable)
 
     types = {vid[t]: t.type for n in program.nodes for t in n.outputs}
@@ -107,7 +125,7 @@ def lower(program: Program, backend, check_numerics: bool = False, placeholder_n
         key = (n.op, attrs_key(n.attrs), tuple(t.type for t in n.inputs), n.types)
         kernel = kernels.get(key)
         if kernel is None:
-            kernel = kernels[key] = backend.bind(n)
+            kernel = kernels[key] = backend.bind(n, check_numerics=check_numerics)
         steps.append(Step(
             n, kernel, args, outs,
             out_buffer=slots.get(outs[0]),
@@ -119,7 +137,7 @@ def lower(program: Program, backend, check_numerics: bool = False, placeholder_n
     outputs = tuple(vid[t] for t in program.outputs)
     updates = tuple((name, vid[t]) for name, t in program.updates if t not in inplace)
     source, run, line_to_step = generate(
-        steps, feeds, variables, constants, outputs, updates, alias_of, memory, types, check_numerics
+        steps, feeds, variables, constants, outputs, updates, alias_of, memory, types, check_numerics, copy_outputs
     )
     if placeholder_names is None:
         placeholder_names = [n.name for n in program.placeholders()]

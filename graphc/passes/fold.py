@@ -22,7 +22,9 @@ def fold_constants(program: Program, max_elements: int = FOLD_MAX_ELEMENTS):
     def visit(rw: Rewriter, node):
         inputs = rw.inputs_of(node)
         opdef = REGISTRY[node.op]
-        if opdef.kind == STATEFUL or any(t.node.op != "constant" for t in inputs):
+        # (control flow is not run at compile time: a loop over constants may be long; its bodies
+        # are folded inside, and a cond on a constant predicate is inlined by inline_cond)
+        if opdef.kind == STATEFUL or opdef.body_types is not None or any(t.node.op != "constant" for t in inputs):
             return rw.copy(node, inputs)
         values = [t.node.attrs["value"] for t in inputs]
         with np.errstate(all="ignore"):

@@ -24,8 +24,8 @@ def _clusters(program: Program, users: dict, note) -> dict:
     taken: set = set()
     clusters = {}
     for root in reversed(program.nodes):
-        if _kind(root) != ELEMENTWISE or root in taken:
-            continue
+        if _kind(root) != ELEMENTWISE or root in taken or not root.types[0].is_static:
+            continue  # (a dim known only at run time: after a loop whose variables change shape)
         members = {root}
         heap = [(-t.node.id, id(t.node), t.node) for t in root.inputs]
         heapq.heapify(heap)
