@@ -1,7 +1,7 @@
 """The CS231n two-layer network: declared once, differentiated symbolically, trained by one call.
 
 Run it with ``make demo`` (or ``python graphs/two_layer_net.py``); it prints the falling loss.
-``build()`` returns the pieces, so tests and tools can reuse the definition.
+``build()`` returns the pieces for tests and tools; ``graphc compile graphs/two_layer_net.py`` saves the step.
 """
 
 from __future__ import annotations
@@ -23,9 +23,12 @@ def build(n_in=1000, n_hidden=100, n_out=10, lr=1e-5, dtype="float32", seed=0):
         y_pred = h @ w2
         loss = gc.mean(gc.sum((y_pred - y) ** 2, axis=1), name="loss")
         gw1, gw2 = gc.grad(loss, [w1, w2])
-        step = gc.compile(loss, updates=[gc.assign(w1, w1 - lr * gw1), (w2, w2 - lr * gw2)])
+        updates = [gc.assign(w1, w1 - lr * gw1), gc.assign(w2, w2 - lr * gw2)]
+        step = gc.compile(loss, updates=updates)
         predict = gc.compile(y_pred, inputs=[x])
-    return dict(graph=graph, x=x, y=y, w1=w1, w2=w2, loss=loss, grads=(gw1, gw2), step=step, predict=predict)
+    # "outputs" and "updates" are what `graphc compile` compiles (the train step; see docs/cli.md)
+    return dict(graph=graph, x=x, y=y, w1=w1, w2=w2, loss=loss, grads=(gw1, gw2), step=step, predict=predict,
+                outputs=loss, updates=updates)  # fmt: skip
 
 
 def main(steps: int = 50) -> None:

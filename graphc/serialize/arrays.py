@@ -11,12 +11,14 @@ import base64
 import hashlib
 import math
 import os
+import stat
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..dtypes import SUPPORTED
 from ..errors import FormatError
+from .schema import validate
 
 INLINE_MAX_BYTES = 4096  # larger arrays go to the sidecar file
 
@@ -75,10 +77,12 @@ class ArrayReader:
         if self._blob is None:
             if self.sidecar is None:
                 raise FormatError(f"{self.where}: an array refers to a sidecar file but the file names none")
-            self._blob = read_sidecar(self.folder, self.sidecar, self.where)
+            self._blob = read_sidecar(self.folder, self.sidecar, self.where, self.limits.max_file_bytes)
         return self._blob
 
     def decode(self, entry: dict, what: str) -> np.ndarray:
+        """The array an entry describes; ``what`` names it in errors (after the file's name)."""
+        validate(entry, self.where, "array", what)  # entries inside attributes escaped the document's check
         dtype = entry["dtype"]
         if dtype not in SUPPORTED:
             raise FormatError(f"{self.where}: {what}: unsupported dtype {dtype!r}")
@@ -88,6 +92,9 @@ class ArrayReader:
         dt = np.dtype(dtype).newbyteorder("<")
         nbytes = math.prod(shape) * dt.itemsize
         self.total += nbytes
+        if any(d > self.limits.max_tensor_bytes for d in shape):  # absurd even when another dim is 0
+            raise FormatError(f"{self.where}: {what}: shape {list(shape)} has an absurd dimension, more than "
+                              f"max_tensor_bytes={self.limits.max_tensor_bytes}")  # fmt: skip
         if nbytes > self.limits.max_tensor_bytes or self.total > self.limits.max_constant_bytes:
             raise FormatError(
                 f"{self.where}: {what}: {nbytes} bytes exceed the load limits "
@@ -115,22 +122,30 @@ def sidecar_name(stem: str, blob: bytes) -> str:
     return f"{stem}.{hashlib.sha256(blob).hexdigest()[:16]}.bin"
 
 
-def read_sidecar(folder: str, sidecar: dict, where: str) -> bytes:
-    """The sidecar's bytes, after checking that it stays in the model's folder and matches."""
+def read_sidecar(folder: str, sidecar: dict, where: str, max_bytes: int | None = None) -> bytes:
+    """The sidecar's bytes, after checking that it stays in the model's folder, is a regular file
+    of at most ``max_bytes`` (checked before reading), and matches its recorded size and hash."""
     name = sidecar.get("file")
     plain = isinstance(name, str) and name not in ("", ".", "..") and not os.path.isabs(name)
-    if not plain or "/" in name or "\\" in name:
+    if not plain or "/" in name or "\\" in name or "\0" in name:
         raise FormatError(f"{where}: sidecar name {name!r} must be a plain file name in the model's folder")
     path = os.path.join(folder, name)
     if os.path.islink(path):
         raise FormatError(f"{where}: sidecar {name!r} is a symbolic link; refusing to follow it")
     if os.path.realpath(os.path.dirname(path)) != os.path.realpath(folder):
         raise FormatError(f"{where}: sidecar {name!r} leaves the model's folder")
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size != sidecar.get("nbytes"):
-                raise FormatError(f"{where}: sidecar {name!r} has {size} bytes: expected {sidecar.get('nbytes')}")
+    try:  # no following a link swapped in after the check above; no blocking on a FIFO
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise FormatError(f"{where}: sidecar {name!r} is not a regular file")
+            if st.st_size != sidecar.get("nbytes"):
+                raise FormatError(f"{where}: sidecar {name!r} has {st.st_size} bytes: expected {sidecar.get('nbytes')}")
+            if max_bytes is not None and st.st_size > max_bytes:
+                raise FormatError(
+                    f"{where}: sidecar {name!r} has {st.st_size} bytes, more than max_file_bytes={max_bytes}"
+                )
             blob = f.read()
     except OSError as e:
         raise FormatError(f"{where}: cannot read sidecar {name!r}: {e.strerror}") from None

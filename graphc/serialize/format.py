@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from ..errors import FormatError
+from ..ir import Subgraph
 
 FORMAT = "graphc"
 VERSION = 1
@@ -26,7 +27,8 @@ def tensor_ref(t) -> str:
     return t.node.name if len(t.node.types) == 1 else f"{t.node.name}:{t.index}"
 
 
-def encode_attr(value, arrays):
+def encode_attr(value, arrays, node_doc=None):
+    """The JSON value of an attribute; ``node_doc(node, arrays)`` writes the nodes of a body."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, (int, np.integer)):
@@ -37,28 +39,41 @@ def encode_attr(value, arrays):
             return value
         return {"float": "nan" if value != value else ("inf" if value > 0 else "-inf")}
     if isinstance(value, (tuple, list)):
-        return [encode_attr(v, arrays) for v in value]
+        return [encode_attr(v, arrays, node_doc) for v in value]
     if isinstance(value, np.dtype):
         return {"dtype": value.name}
     if isinstance(value, np.ndarray):
         return {"array": arrays.encode(value)}
+    if isinstance(value, Subgraph) and node_doc is not None:  # a control-flow body
+        return {"graph": {
+            "name": value.graph.name,
+            "params": [p.node.name for p in value.params],
+            "nodes": [node_doc(n, arrays) for n in value.nodes],
+            "outputs": [tensor_ref(t) for t in value.outputs],
+        }}  # fmt: skip
     raise FormatError(f"cannot serialize an attribute of type {type(value).__name__}")
 
 
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+MAX_ATTR_DEPTH = 16  # far deeper than any attribute graphc writes (index entries: 2)
 
 
-def decode_attr(value, reader, what: str):
-    """The attribute value for a JSON value (arrays become tuples; tagged objects decode)."""
+def decode_attr(value, reader, what: str, depth: int = 0, body=None):
+    """The attribute value for a JSON value (arrays become tuples; tagged objects decode).
+
+    ``what`` names the attribute in errors, after the file's name (``reader.where``);
+    ``body(inner, what)`` builds a control-flow body from ``{"graph": inner}`` (load.py)."""
     if value is None or isinstance(value, (bool, str, int)):
         return value
     if isinstance(value, float):
         return value
     if isinstance(value, list):
-        return tuple(decode_attr(v, reader, what) for v in value)
+        if depth >= MAX_ATTR_DEPTH:  # before Python's recursion limit: a RecursionError is no FormatError
+            raise FormatError(f"{reader.where}: {what}: nested more than {MAX_ATTR_DEPTH} deep")
+        return tuple(decode_attr(v, reader, what, depth + 1, body) for v in value)
     if isinstance(value, dict) and len(value) == 1:
         (tag, inner), = value.items()
-        if tag == "float" and inner in _FLOATS:
+        if tag == "float" and isinstance(inner, str) and inner in _FLOATS:
             return _FLOATS[inner]
         if tag == "dtype" and isinstance(inner, str):
             from ..dtypes import as_dtype
@@ -66,10 +81,77 @@ def decode_attr(value, reader, what: str):
             try:
                 return as_dtype(inner)
             except Exception:
-                raise FormatError(f"{what}: unsupported dtype {inner!r}") from None
+                raise FormatError(f"{reader.where}: {what}: unsupported dtype {inner!r}") from None
         if tag == "array" and isinstance(inner, dict):
             return reader.decode(inner, what)
-    raise FormatError(f"{what}: unrecognized attribute value {str(value)[:80]}")
+        if tag == "graph" and body is not None:
+            return body(inner, what)
+    raise FormatError(f"{reader.where}: {what}: unrecognized attribute value {str(value)[:80]}")
+
+
+# What each attribute holds, as graphc's public builders normalize it (axes non-negative and
+# unique, ...). Op shape rules and passes rely on that, so a file's attributes are checked against
+# this before any rule sees them. Names not listed (newer ops' attributes) reach the rules as read.
+MAX_RANK = 32  # the schema's longest shape
+MAX_OUTPUTS = 4096  # the schema's most outputs of one node
+
+
+def _int(v, lo=None, hi=None) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and (lo is None or v >= lo) and (hi is None or v <= hi)
+
+
+def _tuple_of(v, check, max_len: int) -> bool:
+    return isinstance(v, tuple) and len(v) <= max_len and all(check(x) for x in v)
+
+
+def _index_entry(e) -> bool:
+    """("i", k), ("s", start, stop, step) with step != 0, or ("n",): see ops/shape.py."""
+    if not isinstance(e, tuple) or not e:
+        return False
+    if e[0] == "i":
+        return len(e) == 2 and _int(e[1])
+    if e[0] == "s":
+        return len(e) == 4 and all(p is None or _int(p) for p in e[1:]) and e[3] != 0
+    return e == ("n",)
+
+
+ATTRIBUTES = {
+    "axes": (
+        lambda v: _tuple_of(v, lambda a: _int(a, 0, MAX_RANK - 1), MAX_RANK) and len(set(v)) == len(v),
+        "distinct axes in [0, 32)",
+    ),
+    "axis": (lambda v: v is None or _int(v, 0, MAX_RANK - 1), "an axis in [0, 32) or null"),
+    "keepdims": (lambda v: isinstance(v, bool), "a bool"),
+    "trainable": (lambda v: isinstance(v, bool), "a bool"),
+    "shape": (lambda v: _tuple_of(v, lambda d: d is None or _int(d, -1), MAX_RANK), "a list of ints or nulls"),
+    "sections": (
+        lambda v: _int(v, 1, MAX_OUTPUTS) or _tuple_of(v, _int, MAX_OUTPUTS - 1),
+        "a number of sections or a list of split points",
+    ),
+    "depth": (lambda v: _int(v, 0), "an int >= 0"),
+    "dtype": (lambda v: isinstance(v, np.dtype), "a dtype"),
+    "pad_width": (
+        lambda v: _tuple_of(v, lambda p: _tuple_of(p, lambda a: _int(a, 0), 2) and len(p) == 2, MAX_RANK),
+        "a list of [before, after] pairs of ints >= 0",
+    ),
+    "constant_values": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "index": (lambda v: _tuple_of(v, _index_entry, 2 * MAX_RANK), "a list of index entries"),
+    "value": (lambda v: isinstance(v, np.ndarray), "an array"),
+    # control flow (ops/control.py); their bodies are checked as they are built (load.py)
+    "n_carry": (lambda v: _int(v, 0, MAX_OUTPUTS), "an int >= 0"),
+    "n_x": (lambda v: _int(v, 0, MAX_OUTPUTS), "an int >= 0"),
+    "n_vars": (lambda v: _int(v, 1, MAX_OUTPUTS), "an int >= 1"),
+    "length": (lambda v: v is None or _int(v, 0), "an int >= 0 or null"),
+    "max_iterations": (lambda v: v is None or _int(v, 0), "an int >= 0 or null"),
+    "reverse": (lambda v: isinstance(v, bool), "a bool"),
+}
+
+
+def check_attr(name: str, value, what: str) -> None:
+    """Raise FormatError when a known attribute holds something graphc never writes there."""
+    check, expected = ATTRIBUTES.get(name, (None, ""))
+    if check is not None and not check(value):
+        raise FormatError(f"{what}: attribute '{name}' must be {expected}: got {repr(value)[:80]}")
 
 
 def source_text(source) -> str | None:

@@ -15,12 +15,13 @@ import os
 import numpy as np
 
 from ..dtypes import SUPPORTED, as_dtype
-from ..errors import FormatError, GraphcError
-from ..ir import Graph, Source, TensorType
+from ..errors import ExecutionError, FormatError, GraphcError
+from ..ir import Graph, Source, Subgraph, TensorType
 from ..ir.types import compatible, fmt_shape
-from ..ops.registry import REGISTRY, SOURCE
+from ..ops.registry import FUSED, REGISTRY, SOURCE
+from ..runtime import Function
 from .arrays import ArrayReader, LoadLimits
-from .format import FORMAT, VERSION, decode_attr
+from .format import FORMAT, VERSION, check_attr, decode_attr
 from .schema import validate
 
 
@@ -81,6 +82,9 @@ def _recorded_types(nd: dict, where: str) -> tuple:
 def _check_size(t: TensorType, limits: LoadLimits, where: str) -> None:
     known = [d for d in t.shape if d is not None]
     nbytes = math.prod(known) * t.dtype.itemsize
+    if any(d > limits.max_tensor_bytes for d in known):  # absurd even when another dim is 0
+        raise FormatError(f"{where}: a tensor of shape {fmt_shape(t.shape)} has an absurd dimension, "
+                          f"more than max_tensor_bytes={limits.max_tensor_bytes}")  # fmt: skip
     if nbytes > limits.max_tensor_bytes:
         raise FormatError(f"{where}: a tensor of shape {fmt_shape(t.shape)} {t.dtype} needs {nbytes} bytes, "
                           f"more than max_tensor_bytes={limits.max_tensor_bytes}")  # fmt: skip
@@ -93,24 +97,41 @@ def _source(text):
     return Source(file, int(line)) if file and line.isdigit() else Source(text, 0)
 
 
-def _build_graph(doc: dict, path: str, limits: LoadLimits, reader: ArrayReader, private: bool) -> Graph:
+def _build_graph(doc: dict, path: str, limits: LoadLimits, reader: ArrayReader, private: bool,
+                 depth: int = 0, scope: str = "", count: list | None = None) -> Graph:  # fmt: skip
+    """The graph of ``doc["graph"]``; control-flow bodies in attributes are built the same way,
+    ``depth`` levels down (``scope`` names them in errors; ``count`` sums nodes over all levels)."""
     gdoc = doc["graph"]
     nodes = gdoc["nodes"]
-    if len(nodes) > limits.max_nodes:
-        raise FormatError(f"{path}: {len(nodes)} nodes exceed max_nodes={limits.max_nodes}")
+    count = [0] if count is None else count
+    count[0] += len(nodes)
+    if count[0] > limits.max_nodes:
+        raise FormatError(f"{path}: {count[0]} nodes exceed max_nodes={limits.max_nodes}")
     graph = Graph(gdoc.get("name", "loaded"), private=private)
     tensors: dict = {}
     variables = doc.get("variables", {})
     for i, nd in enumerate(nodes):
         name, op = nd["name"], nd["op"]
-        where = f"{path}: node {i} '{name}' ({op})"
+        node_what = f"{scope}node {i} '{name}' ({op})"
+        where = f"{path}: {node_what}"
+
+        def body(inner, what):
+            return _body(inner, path, limits, reader, depth + 1, what, count)
+
         if name in tensors:
             raise FormatError(f"{where}: duplicate node name")
         opdef = REGISTRY.get(op)
         if opdef is None:
             raise FormatError(f"{where}: unknown op {op!r}")
+        if opdef.kind == FUSED:  # their bodies are programs of their own, made only while a plan is built
+            raise FormatError(f"{where}: fused ops are made when a plan is specialized and never stored")
         inputs = tuple(_ref(r, tensors, where) for r in nd["inputs"])
-        attrs = {k: decode_attr(v, reader, f"{where}: attribute '{k}'") for k, v in nd["attrs"].items()}
+        attrs = {k: decode_attr(v, reader, f"{node_what}: attribute '{k}'", body=body)
+                 for k, v in nd["attrs"].items()}  # fmt: skip
+        if depth and op in ("variable", "assign"):
+            raise FormatError(f"{where}: a control-flow body cannot hold a {op}")
+        for k, v in attrs.items():
+            check_attr(k, v, where)
         recorded = _recorded_types(nd, where)
         if opdef.kind == SOURCE:
             types = _source_types(op, attrs, recorded, inputs, variables, reader, graph, name, where)
@@ -134,6 +155,27 @@ def _build_graph(doc: dict, path: str, limits: LoadLimits, reader: ArrayReader, 
         node = graph.append(op, inputs, attrs, types, name, _source(nd.get("source")))
         tensors[name] = node
     return graph
+
+
+def _body(inner, path: str, limits: LoadLimits, reader: ArrayReader, depth: int, scope: str, count: list):
+    """A control-flow body ``{"graph": inner}`` (the attribute ``scope``), checked like a graph;
+    its params are exactly its placeholders."""
+    where = f"{path}: {scope}"
+    if depth > limits.max_depth:
+        raise FormatError(f"{where}: control-flow bodies nested {depth} deep, more than max_depth={limits.max_depth}")
+    validate(inner, where, "body", "$")
+    graph = _build_graph({"graph": inner}, path, limits, reader, True, depth, f"{scope}: ", count)
+    by_name = {n.name: n for n in graph.nodes}
+    params = []
+    for name in inner["params"]:
+        node = by_name.get(name)
+        if node is None or node.op != "placeholder" or node.outputs[0] in params:
+            raise FormatError(f"{where}: parameter '{name}' is not a placeholder of the body, or is listed twice")
+        params.append(node.outputs[0])
+    if {p.node for p in params} != {n for n in graph.nodes if n.op == "placeholder"}:
+        raise FormatError(f"{where}: every placeholder of a body must be one of its params")
+    outputs = tuple(_ref(r, by_name, where) for r in inner["outputs"])
+    return Subgraph(graph, tuple(params), outputs)
 
 
 def _source_types(op, attrs, recorded, inputs, variables, reader, graph, name, where) -> tuple:
@@ -209,7 +251,7 @@ def load(path, device: str = "cpu", limits: LoadLimits | None = None):
 def _function(doc, graph, path, device, limits):
     from ..backends import get_backend
     from ..passes import Program
-    from ..runtime.executor import Function, Structure
+    from ..runtime.executor import Structure
 
     sig = doc["signature"]
     tensors = {n.name: n for n in graph.nodes}
@@ -219,6 +261,8 @@ def _function(doc, graph, path, device, limits):
         node = tensors.get(name)
         if node is None or node.op != "placeholder":
             raise FormatError(f"{where}: input '{name}' is not a placeholder of the graph")
+        if node.outputs[0] in inputs:
+            raise FormatError(f"{where}: input '{name}' is listed twice")
         inputs.append(node.outputs[0])
     out = sig["outputs"]
     outputs = tuple(_ref(r, tensors, where) for r in out["tensors"])
@@ -234,6 +278,8 @@ def _function(doc, graph, path, device, limits):
         value = _ref(u["value"], tensors, where)
         if var is None or var.op != "variable":
             raise FormatError(f"{where}: update of '{u['variable']}', which is not a variable")
+        if any(name == var.name for name, _ in updates):
+            raise FormatError(f"{where}: variable '{var.name}' is updated twice")
         if value.type.dtype != var.types[0].dtype or not compatible(value.shape, var.types[0].shape):
             raise FormatError(f"{where}: update of '{var.name}' {var.types[0]} with a value of type {value.type}")
         updates.append((var.name, value))
@@ -241,10 +287,38 @@ def _function(doc, graph, path, device, limits):
     program = Program(tuple(graph.nodes), outputs, tuple(updates))
     from ..passes import prune
 
-    fn = Function(graph, prune(program), [], get_backend(device), Structure(structure, keys), inputs,
-                  meta.get("opt_level", 2), False, os.environ.get("GRAPHC_VERIFY") == "1", limits)  # fmt: skip
+    fn = LoadedFunction(path, graph, prune(program), [], get_backend(device), Structure(structure, keys), inputs,
+                        meta.get("opt_level", 2), False, os.environ.get("GRAPHC_VERIFY") == "1", limits)  # fmt: skip
     fn.metadata = meta
     return fn
+
+
+class LoadedFunction(Function):
+    """A Function rebuilt from a file. The loader checked every node, yet a crafted file can still
+    hold a program that no graphc builder makes; whatever then fails while the program is
+    specialized for a call's shapes, or while it runs, is a GraphcError naming the file."""
+
+    def __init__(self, path: str, *args):
+        self.path = path
+        super().__init__(*args)  # specializes at once when every input shape is static
+
+    def _specialize(self, signature: tuple):
+        try:
+            return super()._specialize(signature)
+        except (GraphcError, MemoryError):  # out of memory is the machine's state, not the file's fault
+            raise
+        except Exception as e:
+            shapes = ", ".join(fmt_shape(s) for s in signature)
+            raise FormatError(f"{self.path}: the stored program cannot be compiled for inputs of shapes "
+                              f"{shapes}: {type(e).__name__}: {e}") from e  # fmt: skip
+
+    def _run(self, plan, F, V, C, B):
+        try:
+            return super()._run(plan, F, V, C, B)
+        except (GraphcError, MemoryError):
+            raise
+        except Exception as e:
+            raise ExecutionError(f"{self.path}: the stored program failed: {type(e).__name__}: {e}") from e
 
 
 def restore_checkpoint(obj, path, limits: LoadLimits | None = None) -> None:

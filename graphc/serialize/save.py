@@ -11,7 +11,7 @@ import datetime
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 
 from ..errors import FormatError
 from ..ir import Graph
@@ -27,7 +27,7 @@ def _node_doc(node, arrays) -> dict:
         "name": node.name,
         "op": node.op,
         "inputs": [tensor_ref(t) for t in node.inputs],
-        "attrs": {k: encode_attr(v, arrays) for k, v in sorted(node.attrs.items())},
+        "attrs": {k: encode_attr(v, arrays, _node_doc) for k, v in sorted(node.attrs.items())},
         "outputs": [{"shape": list(t.shape), "dtype": t.dtype.name} for t in node.types],
     }
     src = source_text(node.source)
@@ -49,6 +49,12 @@ def _metadata(opt_level, passes, created: bool) -> dict:
     return meta
 
 
+def _passes(fn: Function) -> list | None:
+    """The compile-time passes a function went through (a loaded one: those its file recorded)."""
+    loaded = getattr(fn, "metadata", None)  # set by load: a loaded function ran no passes itself
+    return loaded.get("passes") if loaded is not None else [r.name for r in fn.reports]
+
+
 def _variables(names, store: dict, arrays) -> dict:
     return {name: arrays.encode(store[name]) for name in sorted(names)}
 
@@ -60,7 +66,7 @@ def document(obj, arrays: ArrayWriter, created: bool = False) -> dict:
         nodes = program.nodes
         doc = {
             "format": FORMAT, "version": VERSION, "kind": "function",
-            "metadata": _metadata(obj.opt_level, [r.name for r in obj.reports], created),
+            "metadata": _metadata(obj.opt_level, _passes(obj), created),
             "graph": {"name": obj.graph.name, "nodes": [_node_doc(n, arrays) for n in nodes]},
             "signature": {
                 "inputs": [t.node.name for t in obj.inputs],
@@ -148,7 +154,9 @@ def _write(doc: dict, arrays: ArrayWriter, path) -> str:
 def _atomic_write(path: str, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync it, rename it over ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    # not mkstemp: its files are private (0600), and a model is read by services running as others
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

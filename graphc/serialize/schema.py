@@ -33,13 +33,16 @@ def schema() -> dict:
 
 @lru_cache(maxsize=64)
 def _regex(pattern: str):
-    return re.compile(pattern)
+    # JSON Schema patterns are ECMA-262 regexes, whose "$" matches only at the end of the text;
+    # Python's also matches before a final newline, which would let "name\n" through.
+    return re.compile(pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern)
 
 
-def validate(doc, where: str) -> None:
-    """Raise FormatError at the first place ``doc`` breaks the schema."""
+def validate(doc, where: str, definition: str | None = None, path: str = "$") -> None:
+    """Raise FormatError at the first place ``doc`` breaks the schema (or one of its definitions,
+    for values the schema cannot reach, like arrays inside attributes)."""
     root = schema()
-    _check(doc, root, root, "$", where)
+    _check(doc, root if definition is None else root["definitions"][definition], root, path, where)
 
 
 def _check(value, s: dict, root: dict, path: str, where: str) -> None:
