@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import nn_reference as nnref
 import numpy as np
 
 import graphc as gc
@@ -79,6 +80,11 @@ class OpSpec:
     atol: float = 1e-12
     grad_rtol: float = 1e-6
     grad_atol: float = 1e-7
+    name: str | None = None  # a composite public function whose cases build ``op`` (test ids show it)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.op
 
     def domains_for(self, case: Case) -> tuple[Domain, ...]:
         d = case.domains or self.domains
@@ -774,4 +780,441 @@ NN = [
     ),
 ]
 
-SPECS: list[OpSpec] = ELEMENTWISE + FUSED + REDUCTIONS + SHAPE + LINALG + NN
+# -- convolution and pooling: naive loop references in nn_reference.py ------------------------------
+
+
+def _conv_attrs(stride=1, padding=0, dilation=1, groups=1, kernel=(3, 3)) -> dict:
+    """The normalized attributes the public conv2d gives its gradient ops."""
+    dilation = nnref.pair(dilation)
+    return {"stride": nnref.pair(stride), "padding": nnref.torch_padding(padding, kernel, dilation),
+            "dilation": dilation, "groups": groups}  # fmt: skip
+
+
+def _pool_attrs(kernel, stride=None, padding=0) -> dict:
+    kernel = nnref.pair(kernel)
+    return {
+        "kernel": kernel,
+        "stride": kernel if stride is None else nnref.pair(stride),
+        "padding": nnref.pair(padding),
+    }
+
+
+def _public_pool(attrs: dict) -> dict:
+    return {"kernel_size": attrs["kernel"], "stride": attrs["stride"], "padding": attrs["padding"]}
+
+
+CONV_CASES = (
+    Case(((2, 3, 5, 6), (4, 3, 3, 2))),  # non-square image and kernel, no padding
+    Case(((2, 3, 7, 6), (4, 3, 3, 3)), {"stride": 2, "padding": 1}),
+    Case(((1, 4, 7, 8), (6, 2, 2, 3)), {"stride": (2, 1), "padding": (1, 2), "dilation": (2, 1), "groups": 2}),
+    Case(((1, 3, 5, 5), (6, 1, 3, 3)), {"padding": 1, "groups": 3}),  # depthwise
+    Case(((1, 2, 5, 6), (3, 2, 2, 4)), {"padding": "same"}),  # even kernel: the extra pixel goes last
+    Case(((1, 2, 6, 7), (3, 2, 3, 3)), {"padding": "valid", "dilation": 2}),
+    Case(((2, 3, 4, 5), (4, 3, 1, 1))),  # 1x1: no im2col copy
+    Case(((1, 4, 6, 5), (2, 2, 2, 3)), {"padding": "same", "groups": 2}),  # fewer outputs: transposed conv
+    Case(((N(2), 3, 5, 4), (2, 3, 3, 3)), {"padding": 1}),
+    Case(((N(1), 2, N(6), N(5)), (3, 2, 3, 2)), {"stride": 2}),  # unknown spatial dims
+)
+CONV_GRAD_CASES = (  # (conv2d arguments, x, w and output shapes); case 1 never reads the last row of x
+    ({"stride": 2, "padding": (0, 1)}, (2, 3, 8, 6), (4, 3, 3, 3), (2, 4, 3, 3)),
+    ({"stride": (1, 2), "padding": (0, 1), "dilation": (2, 1), "groups": 2, "kernel": (2, 3)},
+     (1, 4, 6, 7), (4, 2, 2, 3), (1, 4, 4, 4)),
+    ({"padding": 1}, (N(2), 2, 4, 5), (3, 2, 3, 3), (N(2), 3, 4, 5)),
+    ({"padding": (1, 0), "groups": 2, "kernel": (3, 2)}, (2, 4, 5, 4), (2, 2, 3, 2), (2, 2, 5, 3)),
+)  # fmt: skip
+
+
+def _conv_grad_input_case(attrs, x, w, g) -> Case:
+    return Case((g, w, x), _conv_attrs(**attrs))
+
+
+def _conv_grad_weight_case(attrs, x, w, g) -> Case:
+    return Case((x, g, w), _conv_attrs(**attrs))
+
+
+POOL_CASES = (
+    Case(((2, 3, 6, 5),), _pool_attrs(2)),  # the odd last column is dropped
+    Case(((1, 2, 7, 6),), _pool_attrs(3, 2, 1)),  # overlapping windows, padding
+    Case(((1, 2, 5, 7),), _pool_attrs((2, 3), (1, 2), (1, 1))),
+    Case(((N(2), 2, 4, 6),), _pool_attrs(2)),
+    Case(((N(1), 1, N(5), N(6)),), _pool_attrs(3, 1, 1)),
+)
+BAD_POOL = (Bad(((1, 2, 4, 4),), gc.ShapeError, ("at most half the window",), _pool_attrs(2, 1, 2)),
+            Bad(((2, 4, 4),), gc.ShapeError, ("NCHW", "(2, 4, 4)"), _pool_attrs(2)),
+            Bad(((1, 1, 2, 2),), gc.ShapeError, ("larger than the padded input",), _pool_attrs(3)))  # fmt: skip
+
+
+def _pooled(case: Case) -> tuple:
+    """The output shape of a pooling case; dims unknown in the input stay unknown."""
+    shape = case.shapes[0]
+    out = nnref.max_pool2d(np.zeros(tuple(int(d) for d in shape)), **_public_pool(case.params)).shape
+    return tuple(N(o) if isinstance(d, N) else o for d, o in zip(shape, out))
+
+
+def _with(op: str, bads) -> tuple:
+    return tuple(Bad(b.shapes, b.error, (op, *b.match), b.params, b.dtypes) for b in bads)
+
+
+CONV = [
+    OpSpec(
+        "conv2d",
+        gc.conv2d,
+        nnref.conv2d,
+        CONV_CASES,
+        REAL,
+        second_order=True,
+        rtol=1e-11,
+        atol=1e-11,
+        bad=(
+            Bad(((2, 3, 5, 5), (4, 2, 3, 3)), gc.ShapeError, ("conv2d", "input has 3 channels, expected 2")),
+            Bad(
+                ((1, 4, 5, 5), (3, 2, 3, 3)), gc.ShapeError, ("conv2d", "3 output channels", "2 groups"), {"groups": 2}
+            ),
+            Bad(((2, 3, 5), (4, 3, 3, 3)), gc.ShapeError, ("conv2d", "NCHW", "(2, 3, 5)")),
+            Bad(((1, 1, 2, 2), (1, 1, 3, 3)), gc.ShapeError, ("conv2d", "larger than the padded input")),
+            Bad(((1, 1, 5, 5), (1, 1, 3, 3)), gc.ShapeError, ("conv2d", "stride 1"), {"padding": "same", "stride": 2}),
+            Bad(((1, 1, 5, 5), (1, 1, 3, 3)), gc.ShapeError, ("conv2d", "'full'"), {"padding": "full"}),
+            Bad(((1, 1, 5, 5), (1, 1, 3, 3)), gc.ShapeError, ("conv2d", "stride must be"), {"stride": 0}),
+            Bad(
+                ((1, 1, 5, 5), (1, 1, 3, 3)),
+                gc.DTypeError,
+                ("conv2d", "float32 and float64"),
+                dtypes=("float32", "float64"),
+            ),
+        ),
+    ),
+    OpSpec(
+        "conv2d_grad_input",
+        lambda g, w, x, **a: apply("conv2d_grad_input", g, w, x, **a),
+        nnref.conv2d_grad_input,
+        tuple(_conv_grad_input_case(*c) for c in CONV_GRAD_CASES),
+        REAL,
+        second_order=True,
+        rtol=1e-11,
+        atol=1e-11,
+    ),
+    OpSpec(
+        "conv2d_grad_weight",
+        lambda x, g, w, **a: apply("conv2d_grad_weight", x, g, w, **a),
+        nnref.conv2d_grad_weight,
+        tuple(_conv_grad_weight_case(*c) for c in CONV_GRAD_CASES),
+        REAL,
+        second_order=True,
+        rtol=1e-11,
+        atol=1e-11,
+    ),
+    OpSpec(  # distinct values: no ties, so the routing is stable under finite differences
+        "max_pool2d",
+        lambda x, **a: gc.max_pool2d(x, **_public_pool(a)),
+        lambda x, **a: nnref.max_pool2d(x, **_public_pool(a)),
+        POOL_CASES,
+        DISTINCT,
+        second_order=True,
+        bad=(
+            *_with("max_pool2d", BAD_POOL),
+            Bad(((1, 1, 4, 4),), gc.DTypeError, ("max_pool2d", "float", "int64"), _pool_attrs(2), ("int64",)),
+        ),  # fmt: skip
+    ),
+    OpSpec(
+        "max_pool2d_grad",
+        lambda x, g, **a: apply("max_pool2d_grad", x, g, **a),
+        lambda x, g, **a: nnref.max_pool2d_grad(x, g, **_public_pool(a)),
+        tuple(Case((c.shapes[0], _pooled(c)), c.params) for c in POOL_CASES),
+        (DISTINCT, REAL),
+        second_order=True,
+    ),
+    OpSpec(
+        "max_pool2d_gather",
+        lambda x, v, **a: apply("max_pool2d_gather", x, v, **a),
+        lambda x, v, **a: nnref.max_pool2d_gather(x, v, **_public_pool(a)),
+        tuple(Case((c.shapes[0], c.shapes[0]), c.params) for c in POOL_CASES),
+        (DISTINCT, REAL),
+        second_order=True,
+    ),
+    OpSpec(
+        "avg_pool2d",
+        lambda x, **a: gc.avg_pool2d(x, **_public_pool(a)),
+        lambda x, **a: nnref.avg_pool2d(x, **_public_pool(a)),
+        POOL_CASES,
+        REAL,
+        second_order=True,
+        bad=_with("avg_pool2d", BAD_POOL),
+    ),
+    OpSpec(
+        "avg_pool2d_grad",
+        lambda g, x, **a: apply("avg_pool2d_grad", g, x, **a),
+        lambda g, x, **a: nnref.avg_pool2d_grad(g, x, **_public_pool(a)),
+        tuple(Case((_pooled(c), c.shapes[0]), c.params) for c in POOL_CASES),
+        REAL,
+        second_order=True,
+    ),
+]
+
+# -- random ops: the documented scheme, Philox keyed by (seed, stream) at counter << 128 -------------
+
+
+def _philox(counter, seed, stream) -> np.random.Generator:
+    return np.random.Generator(np.random.Philox(key=seed + (stream << 64), counter=int(counter) << 128))
+
+
+def _random_uniform(counter, *like, shape, dtype, seed, stream, low, high):
+    u = _philox(counter, seed, stream).random(like[0].shape if like else shape, dtype=dtype)
+    return np.minimum(low + (high - low) * u, np.nextafter(dtype.type(high), dtype.type(low))).astype(dtype)
+
+
+def _random_normal(counter, *like, shape, dtype, seed, stream, mean, stddev):
+    z = _philox(counter, seed, stream).standard_normal(like[0].shape if like else shape, dtype=dtype)
+    return (mean + stddev * z).astype(dtype)
+
+
+def _random_spec(op: str, ref_fn, **dist) -> OpSpec:
+    f64, f32 = np.dtype("float64"), np.dtype("float32")
+    common = {"seed": 7, "stream": 12345, **dist}
+    return OpSpec(
+        op,
+        lambda counter, *like, **a: apply(op, counter, *like, **a),
+        ref_fn,
+        (
+            Case(((),), {"shape": (2, 3), "dtype": f64, **common}),
+            Case(((),), {"shape": (4,), "dtype": f32, **common, "seed": 2**64 - 1}),
+            Case(((), (N(3), 2)), {"shape": None, "dtype": f64, **common}, (ints(0, 2**40), REAL)),
+        ),
+        ints(0, 1000),
+        grad=NONE,
+        bad=(
+            Bad(((),), gc.DTypeError, (op, "int64 scalar"), {"shape": (2,), "dtype": f64, **common}, ("int32",)),
+            Bad(((),), gc.DTypeError, (op, "float dtype"), {"shape": (2,), "dtype": np.dtype("int64"), **common}),
+        ),
+    )
+
+
+RANDOM = [
+    _random_spec("random_uniform", _random_uniform, low=-1.0, high=3.0),
+    _random_spec("random_normal", _random_normal, mean=0.5, stddev=2.0),
+]
+
+# -- composites: public functions built from registered ops, listed under an op they build ----------
+RM, RV = np.array([0.3, -0.2, 0.1, 0.0]), np.array([1.5, 0.5, 2.0, 1.0])  # running statistics
+
+
+def _batch_norm(x, gamma, beta, training, axis=1):
+    c = x.shape[axis]
+    return gc.batch_norm(x, gamma, beta, gc.variable(RM[:c]), gc.variable(RV[:c]), training, axis=axis)
+
+
+def _batch_norm_ref(x, gamma, beta, training, axis=1):
+    c = x.shape[axis]
+    return nnref.batch_norm(x, gamma, beta, RM[:c], RV[:c], training, axis=axis % x.ndim)[0]
+
+
+COMPOSITES = [
+    OpSpec(
+        "erf",
+        gc.gelu,
+        nnref.gelu,
+        (Case(((2, 3),)), Case(((N(3), 4),)), Case(((),))),
+        Domain("wide", _uniform(-6.0, 6.0)),
+        second_order=True,
+        name="gelu",
+        bad=(
+            Bad(((2,),), gc.DTypeError, ("gelu", "float", "int64"), dtypes=("int64",)),
+            Bad(((2,),), gc.GraphError, ("gelu", "'none' or 'tanh'", "'exact'"), {"approximate": "exact"}),
+        ),
+    ),
+    OpSpec(
+        "tanh",
+        lambda x: gc.gelu(x, "tanh"),
+        lambda x: nnref.gelu(x, "tanh"),
+        (Case(((2, 3),)), Case(((N(3), 4),))),
+        Domain("wide", _uniform(-6.0, 6.0)),
+        second_order=True,
+        name="gelu_tanh",
+    ),
+    OpSpec(
+        "take",
+        gc.embedding,
+        lambda ids, table: table[ids],
+        (
+            Case(((4,), (5, 3))),
+            Case(((2, 3), (5, 2))),
+            Case(((N(3),), (5, 4))),
+            Case(((5,), (4, 3)), {}, (fixed([0, 3, 0, 1, 3], "i"), REAL)),  # repeated ids add up
+        ),
+        (ints(0, 5), REAL),
+        second_order=True,
+        name="embedding",
+        bad=(
+            Bad(((3,), (5, 2)), gc.DTypeError, ("embedding", "ids must be integers"), dtypes=("float64", "float64")),
+            Bad(((3,), (5,)), gc.ShapeError, ("embedding", "(num, dim)", "(5,)")),
+        ),
+    ),
+    OpSpec(
+        "sqrt",
+        lambda x, *gb, axis=-1: gc.layer_norm(x, *gb, axis=axis),
+        lambda x, *gb, axis=-1: nnref.layer_norm(x, *gb, axis=axis),
+        (
+            Case(((3, 5), (5,), (5,))),
+            Case(((2, 3, 4), (3, 4), (3, 4)), {"axis": (1, 2)}),
+            Case(((2, 3, 4), (3,), (3,)), {"axis": 1}),  # not trailing: gamma is reshaped to (3, 1)
+            Case(((N(2), 4),)),  # no gamma, no beta
+        ),
+        REAL,
+        second_order=True,
+        name="layer_norm",
+        bad=(Bad(((3, 5), (4,)), gc.ShapeError, ("layer_norm", "gamma must have shape (5,)", "(4,)")),),
+    ),
+    OpSpec(
+        "sqrt",
+        _batch_norm,
+        _batch_norm_ref,
+        (
+            Case(((2, 3, 2, 3), (3,), (3,)), {"training": True}),
+            Case(((2, 3, 2, 3), (3,), (3,)), {"training": False}),
+            Case(((N(4), 2), (2,), (2,)), {"training": True}),  # BatchNorm1d; the count is read at run time
+            Case(((N(2), 3, 4), (4,), (4,)), {"training": True, "axis": -1}),
+        ),
+        REAL,
+        second_order=True,
+        name="batch_norm",
+        bad=(
+            Bad(
+                ((2, 3, 4, 4), (4,), (3,)),
+                gc.ShapeError,
+                ("batch_norm", "gamma must have shape (3,)"),
+                {"training": True},
+            ),
+        ),
+    ),
+    OpSpec(
+        "reshape",
+        gc.flatten,
+        lambda x: x.reshape(x.shape[0], -1),
+        (Case(((2, 3, 4),)), Case(((N(2), 3, 2, 2),)), Case(((3,),))),
+        REAL,
+        name="flatten",
+        bad=(Bad(((2, N(3), 4),), gc.ShapeError, ("flatten", "known other dims", "(2, None, 4)")),),
+    ),
+    OpSpec(
+        "mean",
+        gc.global_avg_pool,
+        lambda x: x.mean(axis=(2, 3)),
+        (Case(((2, 3, 4, 5),)), Case(((N(2), 3, 2, 2),))),
+        REAL,
+        name="global_avg_pool",
+        bad=(Bad(((2, 3, 4),), gc.ShapeError, ("global_avg_pool", "NCHW")),),
+    ),
+]
+
+# -- control flow: small bodies, with references written as plain Python loops ------------------
+
+
+def _cond(p, x, y, variant=None):
+    """true: x*y + x, false: sin(x) - y; ``variant`` makes the branches disagree (bad builds)."""
+    false = {
+        None: lambda: gc.sin(x) - y,
+        "shape": lambda: x[0],
+        "dtype": lambda: gc.cast(x, "float32"),
+        "structure": lambda: (x, y),
+    }[variant]
+    return gc.cond(p, lambda: x * y + x, false)
+
+
+def _cond_ref(p, x, y):
+    return x * y + x if p else np.sin(x) - y
+
+
+def _while(x, w, variant=None):
+    """Three iterations of h = tanh(h * w + 0.5) (a counter decides; at most 5)."""
+    if variant == "dtype":
+        body = lambda i, h: (i + 1, gc.cast(h, "float32"))  # noqa: E731
+    else:
+        body = lambda i, h: (i + 1, gc.tanh(h * w + 0.5))  # noqa: E731
+    cond = (lambda i, h: i < 3) if variant != "cond" else (lambda i, h: gc.sum(h))
+    return gc.while_loop(cond, body, (0, x), max_iterations=5)[1]
+
+
+def _while_ref(x, w):
+    for _ in range(3):
+        x = np.tanh(x * w + 0.5)
+    return x
+
+
+def _scan(xs, h0, w, reverse=False, variant=None):
+    """carry h -> tanh(x_t * w + h), y_t = h * x_t (the carry before the step)."""
+    if variant == "carry":
+        return gc.scan(lambda h, x: (gc.expand_dims(h, 0), None), h0, xs)
+    if variant == "length":
+        return gc.scan(lambda h, x: (h, None), h0, (xs, xs[1:]))
+    final, ys = gc.scan(lambda h, x: (gc.tanh(x * w + h), h * x), h0, xs, reverse=reverse)
+    return final, ys
+
+
+def _scan_ref(xs, h0, w, reverse=False):
+    h, ys = h0, np.empty(xs.shape[:1] + np.broadcast_shapes(h0.shape, xs.shape[1:]))
+    for t in range(len(xs) - 1, -1, -1) if reverse else range(len(xs)):
+        ys[t] = h * xs[t]
+        h = np.tanh(xs[t] * w + h)
+    return h, ys
+
+
+TRUE, FALSE = fixed(True, "b"), fixed(False, "b")
+
+CONTROL = [
+    OpSpec(
+        "cond",
+        _cond,
+        _cond_ref,
+        (
+            Case(((), (2, 3), (2, 3)), domains=(TRUE, REAL, REAL)),
+            Case(((), (2, 3), (2, 3)), domains=(FALSE, REAL, REAL)),
+            Case(((), (N(2), 3), (3,)), domains=(TRUE, REAL, REAL)),
+            Case(((), (N(2), 3), (3,)), domains=(FALSE, REAL, REAL)),
+        ),
+        (BOOL, REAL, REAL),
+        second_order=True,
+        bad=(
+            Bad(((), (2, 3), (2, 3)), gc.DTypeError, ("cond", "bool scalar", "f64[]"), dtypes=("float64",) * 3),
+            Bad(((), (2, 3), (2, 3)), gc.ShapeError, ("cond", "true branch returns (2, 3)", "false branch (3,)"),
+                {"variant": "shape"}),
+            Bad(((), (2, 3), (2, 3)), gc.DTypeError, ("cond", "true branch returns f64[2,3]", "false branch f32[2,3]"),
+                {"variant": "dtype"}),
+            Bad(((), (2, 3), (2, 3)), gc.ShapeError, ("cond", "different structures", "(tensor, tensor)"),
+                {"variant": "structure"}),
+        ),
+    ),
+    OpSpec(
+        "while_loop",
+        _while,
+        _while_ref,
+        (Case(((2, 3), (3,))), Case(((N(2), 3), ())), Case(((), ()))),
+        REAL,
+        second_order=True,
+        bad=(
+            Bad(((2, 3), (3,)), gc.DTypeError, ("while_loop", "loop variable 1 is f64[2,3]", "f32[2,3]"),
+                {"variant": "dtype"}),
+            Bad(((2, 3), (3,)), gc.DTypeError, ("while_loop", "cond_fn must return a bool scalar", "f64[]"),
+                {"variant": "cond"}),
+        ),
+    ),
+    OpSpec(
+        "scan",
+        _scan,
+        _scan_ref,
+        (
+            Case(((4, 3), (3,), (3,))),
+            Case(((4, 3), (2, 3), ()), {"reverse": True}),
+            Case(((N(4), 3), (3,), (3,))),
+            Case(((4, N(3)), (N(3),), ())),
+        ),
+        REAL,
+        second_order=True,
+        bad=(
+            Bad(((4, 3), (3,), (3,)), gc.ShapeError, ("scan", "carry 0 is f64[3]", "step returns f64[1,3]"),
+                {"variant": "carry"}),
+            Bad(((4, 3), (3,), (3,)), gc.ShapeError, ("scan", "xs and length disagree", "(4, 3), (3, 3)"),
+                {"variant": "length"}),
+        ),
+    ),
+]  # fmt: skip
+
+SPECS: list[OpSpec] = ELEMENTWISE + FUSED + REDUCTIONS + SHAPE + LINALG + NN + CONV + RANDOM + COMPOSITES + CONTROL

@@ -65,7 +65,7 @@ def _feeds(xs, arrays) -> dict:
 def _case_id(spec: OpSpec, case: Case) -> str:
     shapes = ",".join("x".join(f"?{int(d)}" if isinstance(d, N) else str(d) for d in s) or "()" for s in case.shapes)
     params = ",".join(f"{k}={v}" for k, v in case.params.items())
-    return f"{spec.op}-{shapes}" + (f"-{params}" if params else "")
+    return f"{spec.label}-{shapes}" + (f"-{params}" if params else "")
 
 
 def _cases(select=lambda spec, case: True):
@@ -219,7 +219,7 @@ def test_nondifferentiable_gradient_raises(spec: OpSpec, case: Case):
 BAD = [(s, b) for s in SPECS for b in s.bad]
 
 
-@pytest.mark.parametrize("spec, bad", BAD, ids=[f"{s.op}-{'-'.join(b.match[1:2])}" for s, b in BAD])
+@pytest.mark.parametrize("spec, bad", BAD, ids=[f"{s.label}-{'-'.join(b.match[1:2])}" for s, b in BAD])
 def test_bad_build(spec: OpSpec, bad: Bad):
     with gc.Graph() as graph:
         xs = _placeholders(bad.shapes, bad.dtypes or _dtypes(spec, Case(bad.shapes)))

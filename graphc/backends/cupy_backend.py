@@ -35,9 +35,12 @@ class CupyBackend:
     def to_host(self, array):
         return self.xp.asnumpy(array)
 
-    def bind(self, node):
+    def bind(self, node, **options):
         import functools
 
         from ..ops.registry import REGISTRY
 
-        return functools.partial(REGISTRY[node.op].kernel, self.xp, **node.attrs)
+        opdef = REGISTRY[node.op]
+        if opdef.bind is not None:  # control flow: bodies compiled once for this device
+            return opdef.bind(node, self, **options)
+        return functools.partial(opdef.kernel, self.xp, **node.attrs)

@@ -47,12 +47,17 @@ class NumpyBackend:
                 self._pool = ThreadPoolExecutor(num_threads() - 1 or 1, thread_name_prefix="graphc")
             return self._pool
 
-    def bind(self, node):
-        """The node's kernel with the array module and attributes bound: kernel(*arrays, out=...)."""
+    def bind(self, node, **options):
+        """The node's kernel with the array module and attributes bound: kernel(*arrays, out=...).
+
+        ``options`` (check_numerics) reach ops that build their own kernel (OpDef.bind: control flow).
+        """
         if node.op in ("fused_elementwise", "fused_matmul"):
             kernel = FusedKernel(self, node)
             return kernel if kernel.blocked else kernel.whole  # small: call the generated code directly
         opdef = REGISTRY[node.op]
+        if opdef.bind is not None:
+            return opdef.bind(node, self, **options)
         return functools.partial(opdef.kernel, np, **node.attrs)
 
 

@@ -17,6 +17,7 @@ class Backend(Protocol):
     def to_host(self, array) -> Any:
         """A NumPy array with the device array's data (never aliasing device memory)."""
 
-    def bind(self, node) -> Any:
+    def bind(self, node, **options) -> Any:
         """The node's kernel bound to this device: ``kernel(*arrays, out=None)``. Fused nodes get a
-        kernel generated from their body (blocked ufuncs on NumPy; CUDA C on GPUs)."""
+        kernel generated from their body (blocked ufuncs on NumPy; CUDA C on GPUs); ops with an
+        ``OpDef.bind`` hook (control flow) build their own, given ``options`` (check_numerics)."""

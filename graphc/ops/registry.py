@@ -36,6 +36,10 @@ class OpDef:
         shape reference of ``sum_like``); they are skipped silently, like ``stop_gradient``.
     expr: a scalar C-like template for elementwise ops (``"({0} + {1})"``), for fused kernels.
     may_alias: the kernel may return an input (or a view of one): identity, assign.
+    bind(node, backend, **options) -> kernel: builds the kernel itself (control flow compiles its
+        bodies once per bound node); backends call it instead of binding ``kernel`` to attributes.
+    body_types(*input_types, **attrs) -> {attribute: parameter types} for ops holding Subgraphs,
+        so that specialization can give each body the static types its node feeds it.
     """
 
     name: str
@@ -50,6 +54,9 @@ class OpDef:
     may_alias: bool = False  # the kernel may return (a view of) an input; shape ops always may
     inplace: bool | None = None  # out= may be an input buffer (elementwise ops: yes by default)
     ufunc: str | None = None  # the array module's ufunc that is exactly this op (np.add), if any
+    bind: Callable[..., Any] | None = None
+    body_types: Callable[..., dict] | None = None
+    takes_out: bool = False  # an opaque kernel that also accepts out= (conv2d, pooling)
 
     @property
     def writes_inplace(self) -> bool:
@@ -63,7 +70,7 @@ class OpDef:
     @property
     def writes_out(self) -> bool:
         """The kernel accepts ``out=``, so the memory planner may give it a buffer."""
-        return self.kind in (ELEMENTWISE, FUSED, MATMUL)
+        return self.kind in (ELEMENTWISE, FUSED, MATMUL) or self.takes_out
 
 
 REGISTRY: dict[str, OpDef] = {}
@@ -85,13 +92,37 @@ def get_op(name: str) -> OpDef:
         raise GraphError(f"unknown op {name!r}") from None
 
 
+def _depth(graph: Graph) -> int:
+    n = 0
+    while graph.parent is not None:
+        graph, n = graph.parent, n + 1
+    return n
+
+
 def graph_of(inputs, op: str) -> Graph:
-    """The graph every input tensor belongs to (or the default graph when there are none)."""
+    """The graph a node on these inputs belongs to: the inputs' graph, or the default graph when
+    there are none. While a control-flow body is traced it is the default graph, and ops on
+    tensors of enclosing graphs are built in it (their inputs become captures, see ``apply``)."""
     graphs = {id(t.node.graph): t.node.graph for t in inputs}
-    if len(graphs) > 1:
-        names = ", ".join(f"'{t.name}' in graph '{t.node.graph.name}'" for t in inputs)
-        raise GraphError(f"{op}: inputs come from different graphs: {names}")
-    return next(iter(graphs.values())) if graphs else get_default_graph()
+    current = get_default_graph()
+    if current.tracing or not graphs:
+        graphs.setdefault(id(current), current)
+    if len(graphs) == 1:
+        graph = next(iter(graphs.values()))
+    else:  # the innermost one, if every other graph encloses it
+        graph = max(graphs.values(), key=_depth)
+        chain, g = set(), graph
+        while g is not None:
+            chain.add(id(g))
+            g = g.parent
+        if not chain.issuperset(graphs):
+            names = ", ".join(f"'{t.name}' in graph '{t.node.graph.name}'" for t in inputs)
+            raise GraphError(f"{op}: inputs come from different graphs: {names}")
+    if not graph.is_open:
+        what = next((f"input '{t.name}' was computed" for t in inputs if t.graph is graph), "building")
+        raise GraphError(f"{op}: {what} inside the control-flow body '{graph.name}', which is closed "
+                         f"once traced: return the tensor from the body instead")  # fmt: skip
+    return graph
 
 
 def apply(op: str, *inputs: Tensor, name: str | None = None, **attrs):
@@ -101,6 +132,14 @@ def apply(op: str, *inputs: Tensor, name: str | None = None, **attrs):
         if not isinstance(t, Tensor):
             raise GraphError(f"{op}: input {i} is {type(t).__name__}, expected a graphc Tensor")
     graph = graph_of(inputs, op)
+    if graph.parent is not None:  # a body being traced: enclosing tensors become its parameters
+        if opdef.kind in (STATEFUL, SOURCE) and op != "constant":
+            raise GraphError(
+                f"{op}: cannot build a {op} inside the control-flow body '{graph.name}': bodies are "
+                f"pure functions of their inputs; create variables and placeholders outside, read them "
+                f"inside, and assign what the control-flow op returns"
+            )
+        inputs = tuple(graph.capture(t) for t in inputs)
     source = user_source()
     try:
         types = opdef.infer(*(t.type for t in inputs), **attrs)

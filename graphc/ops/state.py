@@ -6,7 +6,7 @@ import numpy as np
 
 from ..dtypes import as_dtype, can_feed
 from ..errors import DTypeError, GraphError, ShapeError
-from ..ir import Tensor, TensorType
+from ..ir import Tensor, TensorType, get_default_graph
 from ..ir.types import compatible, fmt_shape
 from .registry import SOURCE, STATEFUL, OpDef, apply, register
 
@@ -65,12 +65,14 @@ def as_tensor(value, like: Tensor | None = None) -> Tensor:
     """A Tensor for ``value``; Python scalars take the dtype NumPy would give them next to ``like``."""
     if isinstance(value, Tensor):
         return value
+    # next to ``like``: in its graph, or in the control-flow body being traced (which reads it)
+    home = get_default_graph() if like is not None and get_default_graph().tracing else getattr(like, "graph", None)
     if like is not None and isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
         dtype = np.result_type(like.dtype, value)  # NumPy 2: Python scalars are weakly typed
-        with like.graph:
+        with home:
             return constant(value, dtype)
     if like is not None:
-        with like.graph:
+        with home:
             return constant(value)
     return constant(value)
 
