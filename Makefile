@@ -26,6 +26,7 @@ fmt: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py
+	$(BIN)/python tools/bench_data.py
 
 golden: $(STAMP)
 	GRAPHC_REGEN_GOLDEN=1 $(BIN)/python -m pytest tests/test_golden.py
