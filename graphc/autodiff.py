@@ -33,7 +33,7 @@ def edge_kind(node, i: int) -> str:
         return BLOCKED
     if not opdef.differentiable or node.inputs[i].dtype.kind != "f":
         return NONDIFF
-    if any(t.dtype.kind != "f" for t in node.types):
+    if all(t.dtype.kind != "f" for t in node.types):  # (a loop's int counter output does not count)
         return NONDIFF
     return DIFF
 
@@ -89,13 +89,15 @@ def _accumulate(parts: list[Tensor]) -> Tensor:
     return total
 
 
-def grad(y: Tensor, xs, grad_ys=None):
+def grad(y, xs, grad_ys=None):
     """Gradients of ``y`` with respect to each of ``xs``, as Tensors in the same graph.
 
     Parameters
     ----------
-    y : Tensor
-        A float scalar, or any float tensor when ``grad_ys`` is given.
+    y : Tensor, or a list of Tensors
+        A float scalar, or any float tensor when ``grad_ys`` is given. Several outputs (a list)
+        need ``grad_ys`` (a list, ``None`` for an output that gets no gradient): the result is
+        then the sum of their vector-Jacobian products.
     xs : Tensor or sequence of Tensors
         Float tensors (placeholders, variables or intermediate results).
     grad_ys : array_like or Tensor, optional
@@ -109,11 +111,23 @@ def grad(y: Tensor, xs, grad_ys=None):
     """
     single = not isinstance(xs, (list, tuple))  # an ndarray is not a list of xs: reject it below
     xs = [xs] if single else list(xs)
-    for t in (y, *xs):
+    if isinstance(y, (list, tuple)):
+        if not isinstance(grad_ys, (list, tuple)) or len(grad_ys) != len(y):
+            raise GradientError(f"grad: {len(y)} outputs need a list of as many grad_ys: got {grad_ys!r}")
+        pairs = [(t, g) for t, g in zip(y, grad_ys) if g is not None]
+    else:
+        pairs = [(y, grad_ys)]
+    if not pairs:
+        return [_zeros(x) for x in xs][0] if single else [_zeros(x) for x in xs]
+    y = pairs[0][0]
+    for t in (*(t for t, _ in pairs), *xs):
         if not isinstance(t, Tensor):
             raise GradientError(f"grad: y and xs must be graphc Tensors: got {type(t).__name__}")
-    if y.dtype.kind != "f":
-        raise GradientError(f"grad: output '{y.name}' has dtype {y.dtype}; only float outputs have gradients")
+    for t, _ in pairs:
+        if t.dtype.kind != "f":
+            raise GradientError(f"grad: output '{t.name}' has dtype {t.dtype}; only float outputs have gradients")
+        if t.graph is not y.graph:
+            raise GradientError(f"grad: outputs '{y.name}' and '{t.name}' belong to different graphs")
     for x in xs:
         if x.graph is not y.graph:
             raise GradientError(f"grad: '{x.name}' and '{y.name}' belong to different graphs")
@@ -122,37 +136,22 @@ def grad(y: Tensor, xs, grad_ys=None):
                 f"grad: cannot differentiate with respect to '{x.name}' of dtype {x.dtype}; "
                 f"gradients exist only for float tensors{where(x.node.source)}"
             )
-    if grad_ys is None:
-        if y.shape != ():
-            raise GradientError(
-                f"grad: output '{y.name}' has shape {y.shape}, expected a scalar (); reduce it "
-                f"(e.g. graphc.mean) or pass grad_ys{where(y.node.source)}"
-            )
-        seed = ones_like(y)
-    else:
-        seed = as_tensor(grad_ys, like=y)
-        if seed.shape != y.shape:
-            if not _broadcasts_to(seed.shape, y.shape):
-                raise GradientError(
-                    f"grad: grad_ys for output '{y.name}' has the wrong shape: got {fmt_shape(seed.shape)}, "
-                    f"expected {fmt_shape(y.shape)} or a shape that broadcasts to it{where(y.node.source)}"
-                )
-            seed = broadcast_like(seed, y)
-        if seed.dtype != y.dtype:
-            seed = cast(seed, y.dtype)
+    contributions: dict[Tensor, list[Tensor]] = {}
+    for t, g in pairs:
+        contributions.setdefault(t, []).append(_seed(t, g))
 
-    needed = _ancestors(y, {DIFF})
+    needed = set().union(*(_ancestors(t, {DIFF}) for t, _ in pairs))
     active = _descendants(xs, needed) & needed
     for x in xs:
         if x.node not in active:
-            blocker = _nondiff_blocker(y, x)
-            if blocker is not None:
-                raise GradientError(
-                    f"grad: '{y.name}' depends on '{x.name}' only through non-differentiable op "
-                    f"{blocker.op} '{blocker.name}', so the gradient is undefined{where(blocker.source)}"
-                )
+            for t, _ in pairs:
+                blocker = _nondiff_blocker(t, x)
+                if blocker is not None:
+                    raise GradientError(
+                        f"grad: '{t.name}' depends on '{x.name}' only through non-differentiable op "
+                        f"{blocker.op} '{blocker.name}', so the gradient is undefined{where(blocker.source)}"
+                    )
 
-    contributions: dict[Tensor, list[Tensor]] = {y: [seed]}
     totals: dict[Tensor, Tensor] = {}
 
     def total(t: Tensor):
@@ -181,11 +180,32 @@ def grad(y: Tensor, xs, grad_ys=None):
                     gi = cast(gi, inp.dtype)
                 contributions.setdefault(inp, []).append(gi)
 
-    results = []
-    for x in xs:
-        g = total(x)
-        if g is None:
-            with x.graph:
-                g = zeros_like(x)
-        results.append(g)
+    results = [_zeros(x) if total(x) is None else total(x) for x in xs]
     return results[0] if single else results
+
+
+def _zeros(x: Tensor) -> Tensor:
+    with x.graph:
+        return zeros_like(x)
+
+
+def _seed(y: Tensor, grad_ys) -> Tensor:
+    """The gradient flowing into ``y``: ones for a scalar, else ``grad_ys`` checked and cast."""
+    if grad_ys is None:
+        if y.shape != ():
+            raise GradientError(
+                f"grad: output '{y.name}' has shape {y.shape}, expected a scalar (); reduce it "
+                f"(e.g. graphc.mean) or pass grad_ys{where(y.node.source)}"
+            )
+        return ones_like(y)
+    seed = as_tensor(grad_ys, like=y)
+    if seed.shape != y.shape:
+        if not _broadcasts_to(seed.shape, y.shape):
+            raise GradientError(
+                f"grad: grad_ys for output '{y.name}' has the wrong shape: got {fmt_shape(seed.shape)}, "
+                f"expected {fmt_shape(y.shape)} or a shape that broadcasts to it{where(y.node.source)}"
+            )
+        seed = broadcast_like(seed, y)
+    if seed.dtype != y.dtype:
+        seed = cast(seed, y.dtype)
+    return seed

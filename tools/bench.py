@@ -484,7 +484,144 @@ def w5_note(d: dict, stats: dict) -> str:
             f"+ first call {fmt_time(call_s, 'ms')}")  # fmt: skip
 
 
-# -- the table of workloads (W4, W6: later) -----------------------------------------------------
+# -- W6: recurrent network, scan and its gradient ------------------------------------------------
+W6_T, W6_B, W6_D, W6_H = 50, 32, 64, 128  # steps, batch, input, hidden
+
+
+def w6_reference(p: dict, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
+    """Forward and backpropagation through time in float64, written plainly (the check)."""
+    wx, wh, b = (p[k].astype(np.float64) for k in ("wx", "wh", "b"))
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    steps, batch, _ = x.shape
+    hs = np.zeros((steps + 1, batch, wh.shape[0]))
+    for t in range(steps):
+        hs[t + 1] = np.tanh(x[t] @ wx + hs[t] @ wh + b)
+    d = (hs[1:] - y) / batch
+    loss = 0.5 * np.sum((hs[1:] - y) ** 2) / batch
+    g = {"wx": np.zeros_like(wx), "wh": np.zeros_like(wh), "b": np.zeros_like(b)}
+    dh = np.zeros_like(hs[0])
+    for t in reversed(range(steps)):
+        da = (dh + d[t]) * (1 - hs[t + 1] ** 2)
+        g["wx"] += x[t].T @ da
+        g["wh"] += hs[t].T @ da
+        g["b"] += da.sum(0)
+        dh = da @ wh.T
+    return loss, g
+
+
+def w6_data(quick: bool) -> dict:
+    rng = np.random.default_rng(6)
+    steps = 10 if quick else W6_T
+    x = rng.standard_normal((steps, W6_B, W6_D)).astype(F32)
+    y = (rng.uniform(-0.9, 0.9, (steps, W6_B, W6_H))).astype(F32)
+    p = {"wx": (rng.standard_normal((W6_D, W6_H)) / np.sqrt(W6_D)).astype(F32),
+         "wh": (rng.standard_normal((W6_H, W6_H)) * (0.9 / np.sqrt(W6_H))).astype(F32),
+         "b": (rng.standard_normal(W6_H) * 0.1).astype(F32)}  # fmt: skip
+    loss, g = w6_reference(p, x, y)
+    ref = {"loss": np.float64(loss), **{f"d_{k}": v for k, v in g.items()}}
+    tol = {"loss": (1e-4, 1e-6), **{f"d_{k}": (1e-3, 1e-4 * np.abs(v).max()) for k, v in g.items()}}
+    return {"x": x, "y": y, "params": p, "ref": ref, "tol": tol}
+
+
+def w6_graphc(d: dict) -> System:
+    """The RNN as one scan; its gradient is the reverse scan graphc derives (BPTT)."""
+    x0, batch = d["x"], d["x"].shape[1]
+    with gc.Graph("bench_w6"):
+        x = gc.placeholder(x0.shape, "float32", name="x")
+        y = gc.placeholder(d["y"].shape, "float32", name="y")
+        v = {k: gc.variable(a, name=k) for k, a in d["params"].items()}
+        h0 = gc.constant(np.zeros((batch, W6_H), F32))
+
+        def cell(h, xt):
+            h = gc.tanh(xt @ v["wx"] + h @ v["wh"] + v["b"])
+            return h, h
+
+        _, hs = gc.scan(cell, h0, x)
+        loss = gc.sum(gc.square(hs - y)) * (0.5 / batch)
+        grads = gc.grad(loss, list(v.values()))
+    fn = gc.compile({"loss": loss, **{f"d_{k}": g for k, g in zip(v, grads)}})
+    xv, yv = d["x"], d["y"]
+    return System(lambda: fn(x=xv, y=yv), lambda: fn(x=xv, y=yv))
+
+
+def w6_numpy(d: dict) -> System:
+    """Forward and BPTT as in CS231n's rnn_forward/rnn_backward, with buffers allocated once."""
+    x, y = d["x"], d["y"]
+    wx, wh, b = (d["params"][k] for k in ("wx", "wh", "b"))
+    steps, batch, _ = x.shape
+    hs = np.zeros((steps + 1, batch, W6_H), F32)
+    z, tmp, da, dh = (np.empty((batch, W6_H), F32) for _ in range(4))
+    dwx, dwh, db = np.empty_like(wx), np.empty_like(wh), np.empty_like(b)
+
+    def run():
+        for t in range(steps):
+            np.matmul(x[t], wx, out=z)
+            np.matmul(hs[t], wh, out=tmp)
+            np.add(z, tmp, out=z)
+            np.add(z, b, out=z)
+            np.tanh(z, out=hs[t + 1])
+        diff = hs[1:] - y
+        loss = 0.5 * np.sum(diff * diff) / batch
+        diff *= 1 / batch
+        dwx.fill(0)
+        dwh.fill(0)
+        db.fill(0)
+        dh.fill(0)
+        for t in reversed(range(steps)):
+            np.add(dh, diff[t], out=dh)
+            np.multiply(hs[t + 1], hs[t + 1], out=da)
+            np.subtract(1, da, out=da)
+            np.multiply(da, dh, out=da)
+            np.add(dwx, x[t].T @ da, out=dwx)  # (ufuncs with out=: += would rebind the closure's names)
+            np.add(dwh, hs[t].T @ da, out=dwh)
+            np.add(db, da.sum(0), out=db)
+            np.matmul(da, wh.T, out=dh)
+        return {"loss": np.asarray(loss, F32), "d_wx": dwx.copy(), "d_wh": dwh.copy(), "d_b": db.copy()}
+
+    return System(run, run)
+
+
+def w6_extras(d: dict) -> dict[str, System]:
+    """NumPy rearranged by hand beyond a step-by-step BPTT: x @ wx for all steps in one GEMM, the
+    input-weight gradient as one GEMM after the loop, a contiguous copy of wh.T."""
+    x, y = d["x"], d["y"]
+    wx, wh, b = (d["params"][k] for k in ("wx", "wh", "b"))
+    steps, batch, n_in = x.shape
+    hs = np.zeros((steps + 1, batch, W6_H), F32)
+    das = np.empty((steps, batch, W6_H), F32)
+    tmp, dh = np.empty((batch, W6_H), F32), np.empty((batch, W6_H), F32)
+    dwh, db = np.empty_like(wh), np.empty_like(b)
+
+    def run():
+        zx = (x.reshape(-1, n_in) @ wx).reshape(steps, batch, W6_H)
+        zx += b
+        for t in range(steps):
+            np.matmul(hs[t], wh, out=tmp)
+            np.add(tmp, zx[t], out=tmp)
+            np.tanh(tmp, out=hs[t + 1])
+        diff = hs[1:] - y
+        loss = 0.5 * np.sum(diff * diff) / batch
+        diff *= 1 / batch
+        wht = np.ascontiguousarray(wh.T)
+        dwh.fill(0)
+        dh.fill(0)
+        for t in reversed(range(steps)):
+            np.add(dh, diff[t], out=dh)
+            da = das[t]
+            np.multiply(hs[t + 1], hs[t + 1], out=da)
+            np.subtract(1, da, out=da)
+            np.multiply(da, dh, out=da)
+            np.add(dwh, hs[t].T @ da, out=dwh)
+            np.matmul(da, wht, out=dh)
+        flat = das.reshape(-1, W6_H)
+        np.sum(flat, axis=0, out=db)
+        dwx = x.reshape(-1, n_in).T @ flat
+        return {"loss": np.asarray(loss, F32), "d_wx": dwx, "d_wh": dwh.copy(), "d_b": db.copy()}
+
+    return {"numpy_batched": System(run, run)}
+
+
+# -- the table of workloads (W4: later) -----------------------------------------------------
 WORKLOADS = [
     Workload("W1", "inference b=1, 784-128-10", "us", w1_data, w1_graphc, w1_numpy,
              reps=(300, 20), inner=20, warmup=50),
@@ -494,6 +631,8 @@ WORKLOADS = [
              reps=(30, 3), warmup=2, note=lambda d, stats: f"n = {d['x'].size:,}"),
     Workload("W5", "compile 300 dense tanh + grads", "s", w5_data, w5_graphc, None,
              reps=(7, 2), warmup=0, target_s=0.1, note=w5_note),
+    Workload("W6", "tanh RNN h=128 x=64, 50 steps, b=32: forward + BPTT", "ms", w6_data, w6_graphc, w6_numpy,
+             w6_extras, reps=(60, 5), warmup=3),
 ]  # fmt: skip
 
 

@@ -54,11 +54,17 @@ class Graph:
     that scripts need not create one.
     """
 
-    def __init__(self, name: str = "graph", private: bool = False):
+    def __init__(self, name: str = "graph", private: bool = False, parent: Graph | None = None):
         self.name = name
         # A compiler's private graph: a rewritten node keeps its name (the node it replaces is
         # dead), so names are unique among a program's live nodes, not over the whole graph.
         self.private = private
+        # A control-flow body being traced: ops built inside may read tensors of the enclosing
+        # graphs, which become parameters (captures) of the body; closed once traced.
+        self.parent = parent
+        self.tracing = parent is not None
+        self.captures: dict[Tensor, Tensor] = {}  # tensor of the parent graph -> parameter here
+        self._copies: dict[Tensor, Tensor] = {}  # constant of an enclosing graph -> its copy here
         self.nodes: list[Node] = []
         self._by_name: dict[str, Node] = {}
         self._name_counts: dict[str, int] = {}
@@ -66,6 +72,7 @@ class Graph:
         # (trigger tensor, variable, new value): every function whose program computes the
         # trigger also applies the update (a random op's counter, batch norm's running stats)
         self.implicit_updates: list[tuple] = []
+        self.scopes: set[str] = set()  # name prefixes taken by layers and optimizers ("dense_1")
         self.lock = threading.Lock()  # guards variable updates from concurrent calls
         self.finalized = False
         self._growth_warned = False
@@ -100,6 +107,56 @@ class Graph:
         self.nodes.append(node)
         self._by_name[node.name] = node
         return node
+
+    def unique_scope(self, base: str) -> str:
+        """Take a fresh name prefix for a layer or optimizer: ``base``, else ``base_1``, ``base_2`` ...
+
+        A prefix is taken once claimed here or once a node is named ``prefix/...`` (a loaded graph).
+        """
+        taken = self.scopes | {n.name.split("/", 1)[0] for n in self.nodes if "/" in n.name}
+        name, n = base, 0
+        while name in taken:
+            n += 1
+            name = f"{base}_{n}"
+        self.scopes.add(name)
+        return name
+
+    # -- control-flow bodies ------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        """Ops may be built here: a top-level graph, or a body while its function is traced."""
+        return self.parent is None or self.tracing
+
+    def parameter(self, type: TensorType, name: str, source: Source | None = None) -> Tensor:
+        """A new parameter of this body: a placeholder the control-flow op feeds."""
+        attrs = {"shape": type.shape, "dtype": type.dtype}
+        return self.append("placeholder", (), attrs, (type,), self.unique_name(name), source).outputs[0]
+
+    def capture(self, t: Tensor) -> Tensor:
+        """The tensor standing for ``t`` here: ``t`` itself, or (``t`` from an enclosing graph) a
+        parameter made once per tensor and level, mapped to ``t`` by the control-flow node.
+
+        Constants are copied instead, so a body keeps what constant folding needs to see.
+        """
+        if t.graph is self:
+            return t
+        if self.parent is None or not self.tracing:
+            where = f"graph '{t.graph.name}'"
+            raise GraphError(
+                f"tensor '{t.name}' of {where} cannot be used in graph '{self.name}': a tensor computed "
+                f"inside a control-flow body exists only there (return it from the body instead)"
+            )
+        outer = self.parent.capture(t)  # through every enclosing level
+        inner = self.captures.get(outer, self._copies.get(outer))
+        if inner is None:
+            node = outer.node
+            if node.op == "constant":  # not a parameter: a copy the body's passes can fold
+                inner = self._copies[outer] = self.append("constant", (), node.attrs, node.types, None,
+                                                          node.source).outputs[0]  # fmt: skip
+            else:
+                name = f"capture_{node.name}" + (f"_{outer.index}" if len(node.outputs) > 1 else "")
+                inner = self.captures[outer] = self.parameter(outer.type, name, node.source)
+        return inner
 
     def add_implicit_update(self, trigger, variable, value) -> None:
         """Make every function that computes ``trigger`` also set ``variable`` to ``value``."""

@@ -1,8 +1,9 @@
-"""Verifier: checks the invariants every pass must keep (order, types, names)."""
+"""Verifier: checks the invariants every pass must keep (order, types, names), bodies included."""
 
 from __future__ import annotations
 
 from ..errors import GraphcError
+from .subgraph import subgraphs
 from .types import compatible
 
 
@@ -32,6 +33,13 @@ def verify_nodes(nodes, targets=(), where: str = "") -> None:
             for a, b in zip(inferred, node.types):
                 if a.dtype != b.dtype or not compatible(a.shape, b.shape):
                     raise VerifyError(f"{prefix}{node.op} '{node.name}': recorded type {b}, inferred {a}")
+        for k, sub in subgraphs(node):  # a body is a program of its own: check it the same way
+            inner = f"{prefix}{node.op} '{node.name}' {k}"
+            if any(p.node.op != "placeholder" or p.graph is not sub.graph for p in sub.params):
+                raise VerifyError(f"{inner}: every parameter must be a placeholder of the body's graph")
+            if {n for n in sub.nodes if n.op == "placeholder"} != {p.node for p in sub.params}:
+                raise VerifyError(f"{inner}: the body reads a placeholder that is not one of its parameters")
+            verify_nodes(sub.nodes, sub.outputs, where=inner)
         seen.add(node)
     for t in targets:
         if t.node not in seen:

@@ -23,8 +23,13 @@ def _check_finite(value, node) -> None:
         raise NumericsError(f"{node.op} '{node.name}': produced {kind} (check_numerics){where(node.source)}")
 
 
-def generate(steps, feeds, variables, constants, outputs, updates, alias_of, memory, types, check_numerics):
-    """Return (source text, compiled run function, {line number: step index})."""
+def generate(steps, feeds, variables, constants, outputs, updates, alias_of, memory, types, check_numerics,
+             copy_outputs: bool = True):  # fmt: skip
+    """Return (source text, compiled run function, {line number: step index}).
+
+    ``copy_outputs=False`` (a loop body, whose caller copies what it keeps) returns outputs that
+    may alias a feed, constant or another output as they are.
+    """
     filename = f"<graphc plan {next(_counter)}>"
     env = {"_check": _check_finite, "_asarray": np.asarray}
     lines = ["def run(F, V, C, B):"]
@@ -66,7 +71,7 @@ def generate(steps, feeds, variables, constants, outputs, updates, alias_of, mem
         emit(index[id(s)], s)
     out_names, seen = [], set()
     for v in outputs:
-        if root(v) in external or v in seen:
+        if copy_outputs and (root(v) in external or v in seen):
             lines.append(f"    o{len(out_names)} = _asarray(v{v}).copy()  # may alias a feed, variable or constant")
             out_names.append(f"o{len(out_names)}")
         else:

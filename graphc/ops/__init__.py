@@ -8,8 +8,11 @@ from .elementwise import (
     zeros_like,
 )  # fmt: skip
 from . import fused  # noqa: F401  (registers the fused ops)
+from .control import cond, foldl, foldr, map_fn, scan, while_loop
+from .conv import avg_pool2d, conv2d, flatten, global_avg_pool, max_pool2d
 from .linalg import matmul
-from .nn import log_softmax, softmax, softmax_cross_entropy
+from .nn import batch_norm, embedding, gelu, layer_norm, log_softmax, softmax, softmax_cross_entropy
+from .random import dropout, random_normal, random_uniform
 from .reduce import argmax, argmin, logsumexp, max, mean, min, prod, sum
 from .registry import REGISTRY, OpDef, apply, get_op
 from .shape import (

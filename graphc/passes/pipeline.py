@@ -1,8 +1,10 @@
 """The pass pipeline: one literal, ordered list of passes per optimization level.
 
-Every pass is a function Program -> (Program, events). The manager runs dead-code elimination
-after each pass, times it, records what it did for ``explain``, and (with verify=True, as in the
-tests) checks the IR invariants after every pass, naming the pass that broke them.
+Every pass is a function Program -> (Program, events). The manager runs each pass on the bodies
+of control-flow nodes too (innermost first), runs dead-code elimination after each pass, times
+it, records what it did for ``explain``, and (with verify=True, as in the tests) checks the IR
+invariants after every pass, naming the pass that broke them. The compile-time
+passes repeat until a round changes nothing, so optimizing an optimized program changes nothing.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from ..ir.subgraph import subgraphs
 from ..ir.verify import verify_nodes
+from .control import batch_steps, hoist_invariants, inline_cond, on_bodies, trim
 from .cse import merge
 from .fold import fold_constants
 from .fuse import fuse
@@ -19,19 +23,27 @@ from .prune import prune
 from .simplify import simplify
 from .stabilize import stabilize
 
-# At compile time, on the graph as built (dims may be unknown):
+# At compile time, on the graph as built (dims may be unknown). Fold before merge: folding makes
+# equal constants, which merge then shares.
 PIPELINES = {
-    0: (),
-    1: (merge, fold_constants),
-    2: (merge, fold_constants, simplify, stabilize),
+    0: (trim,),
+    1: (fold_constants, merge, inline_cond, trim),
+    2: (fold_constants, merge, simplify, stabilize, inline_cond, hoist_invariants, trim),
 }
+# A rewrite can expose another (simplify makes a constant expression, fold folds it, a rule then
+# fires on the constant): the compile-time passes repeat until a round changes nothing, at most:
+ROUNDS = 4
 # Then per input-shape signature, after ``specialize`` made every shape static (so the gradient
 # plumbing autodiff left for unknown dims simplifies away):
 SPECIALIZED = {
-    0: (),
-    1: (merge, fold_constants),
-    2: (simplify, merge, fold_constants, fuse),
+    0: (trim,),
+    1: (merge, fold_constants, inline_cond, trim),
+    2: (simplify, merge, fold_constants, inline_cond, hoist_invariants, batch_steps, trim, fuse),
 }
+
+
+# Passes that only rewrite control-flow nodes (skipped, unreported, for programs without any)
+CONTROL_FLOW = (inline_cond, hoist_invariants, batch_steps, trim)
 
 
 @dataclass(frozen=True)
@@ -44,8 +56,9 @@ class PassReport:
 
 
 def optimize(program: Program, opt_level: int = 2, verify: bool = False) -> tuple[Program, list[PassReport]]:
-    """Prune, then run the compile-time passes of ``opt_level`` in order (each followed by pruning)."""
-    return _run(program, PIPELINES[opt_level], verify)
+    """Prune, then run the compile-time passes of ``opt_level`` in order (each followed by pruning),
+    in rounds until one changes nothing."""
+    return _run(program, PIPELINES[opt_level], verify, ROUNDS)
 
 
 def optimize_specialized(program: Program, opt_level: int = 2, verify: bool = False, fuse: bool = True):
@@ -54,17 +67,38 @@ def optimize_specialized(program: Program, opt_level: int = 2, verify: bool = Fa
     return _run(program, passes, verify)
 
 
-def _run(program: Program, passes, verify: bool) -> tuple[Program, list[PassReport]]:
+def _run(program: Program, passes, verify: bool, rounds: int = 1) -> tuple[Program, list[PassReport]]:
     reports = []
     t0 = time.perf_counter()
     before = len(program.nodes)
-    program = prune(program)
+    program = prune(program, keep_sources=True)
     reports.append(PassReport("prune", before, len(program.nodes), time.perf_counter() - t0, ()))
-    for p in passes:
-        t0 = time.perf_counter()
-        before = len(program.nodes)
-        program, events = p(program)  # the rewrite engine drops what a pass made dead
-        reports.append(PassReport(p.__name__, before, len(program.nodes), time.perf_counter() - t0, tuple(events)))
-        if verify:
-            verify_nodes(program.nodes, program.targets, where=f"after pass {p.__name__}")
+    unchanged: dict = {}  # pass -> the program it last ran on and left as it was
+    if not any(subgraphs(n) for n in program.nodes):  # no control flow: its passes have nothing to do
+        passes = tuple(p for p in passes if p not in CONTROL_FLOW)
+    for _ in range(rounds):
+        changed = False
+        for p in passes:
+            if unchanged.get(p) is program:
+                continue  # passes are deterministic: running it there again would do nothing
+            t0 = time.perf_counter()
+            before = program
+            program, events = _apply(p, program)  # the rewrite engine drops what a pass made dead
+            reports.append(PassReport(p.__name__, len(before.nodes), len(program.nodes), time.perf_counter() - t0,
+                                      tuple(events)))  # fmt: skip
+            if verify:
+                verify_nodes(program.nodes, program.targets, where=f"after pass {p.__name__}")
+            if program is before:
+                unchanged[p] = program
+            else:
+                changed = True
+        if not changed:
+            break
     return program, reports
+
+
+def _apply(p, program: Program):
+    """Run pass ``p`` on every control-flow body (innermost first), then on the program itself."""
+    program, inner = on_bodies(program, lambda body: _apply(p, body))
+    program, events = p(program)
+    return program, (inner + list(events)) if inner else events

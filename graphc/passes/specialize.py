@@ -1,5 +1,7 @@
 """Specialize: give every placeholder the shape it was fed and re-infer all types (all static).
 
+Control-flow bodies are specialized with their node, to the types it feeds them (recursively).
+
 A function compiled with unknown dims is specialized on its first call with each new
 input-shape signature; the static program then gets the shape-dependent passes (fusion, memory
 planning), and the resulting plan is cached.
@@ -8,7 +10,8 @@ planning), and the resulting plan is cached.
 from __future__ import annotations
 
 from ..errors import DTypeError, ExecutionError, ShapeError, where
-from ..ir import Graph, TensorType
+from ..ir import Graph, Subgraph, TensorType
+from ..ir.subgraph import subgraphs
 from ..ir.types import fmt_shape
 from ..ops.registry import REGISTRY, SOURCE
 from .cse import freeze
@@ -38,6 +41,8 @@ def specialize(program: Program, shapes: dict[str, tuple] | None) -> Program:
                 continue
         inputs = tuple(mapping[t] for t in node.inputs)
         attrs, types = node.attrs, node.types
+        if REGISTRY[node.op].body_types is not None:  # control flow: its bodies get the types it feeds
+            attrs = _bodies(node, inputs, shapes is None)
         if shapes is None:
             pass
         elif node.op == "placeholder":
@@ -59,3 +64,21 @@ def specialize(program: Program, shapes: dict[str, tuple] | None) -> Program:
         tuple(graph.nodes), tuple(mapping[t] for t in program.outputs),
         tuple((name, mapping[t]) for name, t in program.updates),
     )  # fmt: skip
+
+
+def _bodies(node, inputs, copy: bool) -> dict:
+    """The node's attributes with each body copied into a private graph (``copy``), or specialized
+    to the parameter types the node now feeds it (its op's ``body_types``)."""
+    attrs = dict(node.attrs)
+    if copy:
+        types = {k: None for k, _ in subgraphs(node)}
+    else:
+        types = REGISTRY[node.op].body_types(*(t.type for t in inputs), **attrs)
+    for k, param_types in types.items():
+        sub = attrs[k]
+        shapes = None if param_types is None else {p.node.name: t.shape for p, t in zip(sub.params, param_types)}
+        body = specialize(Program(sub.nodes, sub.outputs), shapes)
+        by_name = {n.name: n for n in body.nodes if n.op == "placeholder"}
+        attrs[k] = Subgraph(body.graph or sub.graph, tuple(by_name[p.node.name].outputs[0] for p in sub.params),
+                            body.outputs)  # fmt: skip
+    return attrs

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ExecutionError, FeedError, GraphcError, where
-from ..ir import Tensor
+from ..ir import Subgraph, Tensor
 from ..lower import lower
 from ..lower.plan import make_arena
 from ..passes.pipeline import optimize_specialized
@@ -246,8 +246,12 @@ def _check_limits(program, limits) -> None:
     from ..errors import FormatError
 
     for node in program.nodes:
+        for sub in node.attrs.values():  # control-flow bodies, specialized with their node
+            if isinstance(sub, Subgraph):
+                _check_limits(sub, limits)
         for t in node.types:
-            nbytes = math.prod(t.shape) * t.dtype.itemsize
+            # (a dim known only at run time, after a loop whose variables change shape, counts as 1)
+            nbytes = math.prod(1 if d is None else d for d in t.shape) * t.dtype.itemsize
             if nbytes > limits.max_tensor_bytes:
                 raise FormatError(
                     f"{node.op} '{node.name}': with these feeds it would allocate {nbytes} bytes for {t}, more than "
