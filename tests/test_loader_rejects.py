@@ -497,3 +497,37 @@ def test_loading_never_imports_or_evaluates_file_content(model, tmp_path):
     _edit(model, lambda d: _node(d, "out")["attrs"].update(axes=[1], keepdims={"__reduce__": payload}))
     rejects(model, r"attribute 'keepdims': unrecognized attribute value")
     assert not marker.exists()
+
+
+# -- a graph's implicit updates -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def graph_file(tmp_path) -> Path:
+    with gc.Graph("g") as g:
+        gc.nn.Dropout(0.5, name="drop")(gc.placeholder((None, 4), name="x"), training=True)
+    return Path(gc.save(g, tmp_path / "graph.json"))
+
+
+def _implicit(doc: dict) -> dict:
+    return doc["graph"]["implicit_updates"][0]
+
+
+def test_implicit_update_of_a_non_variable(graph_file):
+    _edit(graph_file, lambda d: _implicit(d).update(variable="x"))
+    rejects(graph_file, r"graph\.json: graph implicit update 0: 'x' is not a variable")
+
+
+def test_implicit_update_with_a_dangling_reference(graph_file):
+    _edit(graph_file, lambda d: _implicit(d).update(value="nowhere"))
+    rejects(graph_file, r"graph\.json: graph implicit update 0: refers to 'nowhere'")
+
+
+def test_implicit_update_of_the_wrong_type(graph_file):
+    _edit(graph_file, lambda d: _implicit(d).update(value="x"))
+    rejects(graph_file, r"graph\.json: graph implicit update 0: update of '.*counter' i64\[\] with a value of type")
+
+
+def test_implicit_updates_in_a_function_file(model):
+    _edit(model, lambda d: d["graph"].update(implicit_updates=[]))
+    rejects(model, r"model\.json: a function file keeps its implicit updates among its signature's updates")

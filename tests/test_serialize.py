@@ -427,6 +427,28 @@ def test_a_loaded_graph_compiles_by_tensor_name(tmp_path):
     assert losses == [float(net["step"](x=x, y=y)) for _ in range(5)]
 
 
+def test_a_loaded_graph_keeps_its_implicit_updates(tmp_path):
+    """Dropout's random state and batch norm's running statistics advance in a loaded graph as in the live one."""
+    rng = np.random.default_rng(3)
+    xs = rng.normal(size=(16, 6)).astype("float32")
+    with gc.Graph("bn") as live:
+        x = gc.placeholder((None, 6), name="x")
+        model = gc.nn.Sequential([gc.nn.Dense(5, name="dense"), gc.nn.BatchNorm(name="bn"), gc.nn.Dropout(0.5)])
+        out = gc.identity(model(x, training=True), name="out")
+    assert len(live.implicit_updates) == 3  # running mean, running variance, the dropout counter
+    path = gc.save(live, tmp_path / "graph.json")
+    assert len(json.loads(Path(path).read_text())["graph"]["implicit_updates"]) == 3
+    loaded = gc.load(path)
+    state = [v.node.name for _, v, _ in live.implicit_updates]
+    assert [v.node.name for _, v, _ in loaded.implicit_updates] == state
+    f_live, f_loaded = gc.compile(out), gc.compile(loaded.tensor("out"))
+    for _ in range(3):  # same outputs (same dropout masks), same state after each call
+        assert_same(f_loaded(x=xs), f_live(x=xs))
+    for name in state:
+        assert_same(loaded.variables[name], live.variables[name])
+    assert not np.array_equal(live.variables["bn/running_mean"], np.zeros(5, "float32"))
+
+
 def test_checkpoint_restores_variable_values(tmp_path):
     net = _example().build()
     x, y = _batch(16)

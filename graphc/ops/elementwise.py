@@ -87,7 +87,8 @@ def _into(out, value):
 
 
 def _mul_no_nan_kernel(xp, g, d, out=None):
-    return _into(out, xp.where(g == 0, 0, g * d))
+    with np.errstate(invalid="ignore"):  # 0 * inf is nan before the where replaces it: expected
+        return _into(out, xp.where(g == 0, 0, g * d))
 
 
 mul_no_nan = _op(

@@ -32,7 +32,10 @@ def _generator(seed: int, stream: int, counter) -> np.random.Generator:
     return np.random.Generator(np.random.Philox(key=seed | stream << 64, counter=(int(counter) & _U64) << 128))
 
 
-def _random_infer(counter: TensorType, *ref: TensorType, shape, dtype, seed, stream, **params) -> TensorType:
+def _random_infer(counter: TensorType, *ref: TensorType, dtype, seed, stream, shape=None, **params) -> TensorType:
+    if len(ref) > 1 or (ref and shape is not None) or (not ref and shape is None):
+        raise GraphError(f"a random op takes its shape from one tensor or from its 'shape' attribute: "
+                         f"got {len(ref)} tensors and shape={shape}")  # fmt: skip
     if counter.shape != () or counter.dtype != np.int64:
         raise DTypeError(f"the generator counter must be an int64 scalar: got {counter}")
     if dtype.kind != "f":
@@ -41,7 +44,7 @@ def _random_infer(counter: TensorType, *ref: TensorType, shape, dtype, seed, str
 
 
 def _draw(kind):
-    def kernel(xp, counter, *ref, shape, dtype, seed, stream, **params):
+    def kernel(xp, counter, *ref, dtype, seed, stream, shape=None, **params):
         shape = ref[0].shape if ref else shape
         gen = _generator(seed, stream, counter)
         work = dtype if dtype.itemsize >= 4 else np.dtype(np.float32)  # Generator draws float32/64
@@ -89,8 +92,9 @@ def _random(op: str, shape, dtype, seed, name, **params) -> Tensor:
         node_name = name or graph.unique_name(op)
         counter = variable(np.int64(0), name=graph.unique_name(f"{node_name}_counter"), trainable=False)
         stream = zlib.crc32(counter.node.name.encode())
-        out = apply(op, counter, *ref, name=node_name, shape=static, dtype=dtype, seed=int(seed), stream=stream,
-                    **params)  # fmt: skip
+        if static is not None:  # (a shape taken from a tensor is not an attribute)
+            params["shape"] = static
+        out = apply(op, counter, *ref, name=node_name, dtype=dtype, seed=int(seed), stream=stream, **params)
         graph.add_implicit_update(out, counter, counter + 1)
     return out
 

@@ -242,10 +242,27 @@ def load(path, device: str = "cpu", limits: LoadLimits | None = None):
         raise FormatError(f"{path}: a {kind} file needs a 'graph'")
     graph = _build_graph(doc, path, limits, reader, private=(kind == "function"))
     if kind == "graph":
+        _implicit_updates(doc["graph"].get("implicit_updates", ()), graph, path)
         return graph
+    if "implicit_updates" in doc["graph"]:
+        raise FormatError(f"{path}: a function file keeps its implicit updates among its signature's updates")
     if "signature" not in doc:
         raise FormatError(f"{path}: a function file needs a 'signature'")
     return _function(doc, graph, path, device, limits)
+
+
+def _implicit_updates(entries, graph: Graph, path: str) -> None:
+    """Re-register a saved graph's implicit updates (RNG counters, running statistics)."""
+    tensors = {n.name: n for n in graph.nodes}
+    for i, u in enumerate(entries):
+        where = f"{path}: graph implicit update {i}"
+        var = tensors.get(u["variable"])
+        if var is None or var.op != "variable":
+            raise FormatError(f"{where}: '{u['variable']}' is not a variable of the graph")
+        trigger, value = _ref(u["trigger"], tensors, where), _ref(u["value"], tensors, where)
+        if value.type.dtype != var.types[0].dtype or not compatible(value.shape, var.types[0].shape):
+            raise FormatError(f"{where}: update of '{var.name}' {var.types[0]} with a value of type {value.type}")
+        graph.add_implicit_update(trigger, var.outputs[0], value)
 
 
 def _function(doc, graph, path, device, limits):

@@ -83,6 +83,11 @@ def document(obj, arrays: ArrayWriter, created: bool = False) -> dict:
             "graph": {"name": obj.name, "nodes": [_node_doc(n, arrays) for n in obj.nodes]},
             "variables": _variables([n.name for n in obj.nodes if n.op == "variable"], obj.variables, arrays),
         }  # fmt: skip
+        if obj.implicit_updates:  # (a function's are already among its updates)
+            doc["graph"]["implicit_updates"] = [
+                {"trigger": tensor_ref(trigger), "variable": var.node.name, "value": tensor_ref(value)}
+                for trigger, var, value in obj.implicit_updates
+            ]
     else:
         raise FormatError(f"save: expected a compiled graphc.Function or a graphc.Graph: got {type(obj).__name__}")
     return doc
