@@ -26,6 +26,13 @@ def log1p_rule(rw, node, inputs):
         return ops.log1p(x)
 
 
+def softplus_rule(rw, node, inputs):
+    """log1p(exp(x)) -> softplus(x)"""
+    e = producer(inputs[0], "exp")
+    if e is not None:
+        return ops.softplus(e.inputs[0])
+
+
 def log_sigmoid_rule(rw, node, inputs):
     """log(sigmoid(x)) -> -softplus(-x)"""
     inner = producer(inputs[0], "sigmoid")
@@ -69,6 +76,7 @@ def cross_entropy_rule(rw, node, inputs):
 
 RULES = {
     "log": [log_softmax_rule, log1p_rule, log_sigmoid_rule, logsumexp_rule],
+    "log1p": [softplus_rule],
     "subtract": [expm1_rule],
     "sum": [cross_entropy_rule],
 }
