@@ -330,3 +330,32 @@ def test_concurrent_training_steps_lose_no_update():
     assert total.value == 200.0
     np.testing.assert_array_equal(w.value, [50.0 * (1 + 2 + 3 + 4)] * 2)
     assert len(set(seen)) == 200  # every call saw a distinct pre-call state: updates were serialized
+
+
+def test_an_update_may_not_change_its_variables_shape():
+    with gc.Graph():
+        x = gc.placeholder((None, 3), name="x")
+        w = gc.variable(np.zeros((4, 3), "float32"), name="w")
+        f = gc.compile(gc.sum(w), updates=[(w, x * 2.0)])
+        f(x=np.ones((4, 3)))
+        np.testing.assert_array_equal(w.value, np.full((4, 3), 2.0, "float32"))
+        with pytest.raises(gc.FeedError, match=r"update of variable 'w' \(4, 3\) would change its shape to "
+                                                r"\(5, 3\) for feeds of shapes x=\(5, 3\)"):  # fmt: skip
+            f(x=np.ones((5, 3)))
+        np.testing.assert_array_equal(w.value, np.full((4, 3), 2.0, "float32"))  # nothing applied
+
+
+def test_an_update_whose_shape_is_known_only_at_run_time_is_checked_before_any_is_applied():
+    with gc.Graph():
+        n = gc.placeholder((), "int64", name="n")
+        v = gc.variable(np.zeros(3, "float32"), name="v")
+        c = gc.variable(np.float32(0), name="c")
+        _, grown = gc.while_loop(lambda i, a: i < n, lambda i, a: (i + 1, gc.concatenate([a, a[:1]])),
+                                 (gc.constant(np.int64(0)), gc.constant(np.zeros(1, "float32"))))  # fmt: skip
+        assert grown.shape == (None,)
+        f = gc.compile(gc.sum(grown), updates=[(c, c + 1.0), (v, grown + 1.0)])
+        f(n=2)
+        np.testing.assert_array_equal(v.value, np.ones(3, "float32"))
+        with pytest.raises(gc.FeedError, match=r"update of variable 'v' \(3,\) would change its shape to \(5,\)"):
+            f(n=4)
+        assert c.value == 1.0 and v.value.shape == (3,)

@@ -54,6 +54,8 @@ def _inplace_updates(program: Program, compute: list) -> dict:
     the variable, and no other in-place update reads the variable (they all run last). Reading
     a view of a variable (its transpose) counts as reading it, and is not element by element.
     """
+    if any(None in t.shape for _, t in program.updates):
+        return {}  # a shape known only at run time is checked before any update is applied
     users = program.consumers()
     var_node = {n.name: n for n in program.nodes if n.op == "variable"}
     cands = {}

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import ExecutionError, FeedError, GraphcError, where
 from ..ir import Subgraph, Tensor
+from ..ir.types import fmt_shape
 from ..lower import lower
 from ..lower.plan import make_arena
 from ..passes.pipeline import optimize_specialized
@@ -56,6 +57,14 @@ class Structure:
         if self.kind == "dict":
             return dict(zip(self.keys, values))
         return list(values) if self.kind == "list" else None
+
+
+def _check_update_shape(name: str, shape: tuple, new: tuple, feeds: dict) -> None:
+    """An update may not change its variable's shape (a dim known only from the feeds could)."""
+    if None not in new and tuple(new) != tuple(shape):
+        fed = ", ".join(f"{k}={fmt_shape(v)}" for k, v in feeds.items())
+        raise FeedError(f"update of variable '{name}' {fmt_shape(shape)} would change its shape to {fmt_shape(new)} "
+                        f"for feeds of shapes {fed}")  # fmt: skip
 
 
 class Function:
@@ -113,6 +122,8 @@ class Function:
         """Specialize, optimize and lower the program for one input-shape signature."""
         shapes = {name: shape for (name, _), shape in zip(self._placeholders, signature)}
         program = specialize(self.program, shapes)
+        for name, value in program.updates:
+            _check_update_shape(name, self.graph.variables[name].shape, value.shape, shapes)
         if self.limits is not None:
             _check_limits(program, self.limits)
         # check_numerics is for debugging: without fusion, an error names the exact op
@@ -202,8 +213,13 @@ class Function:
             if self._updates:
                 with graph.lock:  # updating calls are serialized; each sees the pre-call values
                     outs, new = self._run(plan, F, [variables[n] for n in plan.variable_names], plan.constant_values, B)
+                    new = [backend.to_host(value) for value in new]
+                    for (name, _), value in zip(plan.updates, new):  # (shapes known only at run time)
+                        if value.shape != variables[name].shape:
+                            _check_update_shape(name, variables[name].shape, value.shape, dict(zip(
+                                [n for n, _ in self._placeholders], signature)))  # fmt: skip
                     for (name, _), value in zip(plan.updates, new):
-                        variables[name] = backend.to_host(value)
+                        variables[name] = value
             else:
                 outs, _ = self._run(plan, F, [variables[n] for n in plan.variable_names], plan.constant_values, B)
         finally:
