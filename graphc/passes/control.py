@@ -11,16 +11,23 @@ from __future__ import annotations
 
 from ..ir import Graph, Subgraph, TensorType
 from ..ir.subgraph import subgraphs
+from ..ops.registry import REGISTRY
 from .program import Program
 from .rewrite import Rewriter
 
 # -- running a pass on bodies -------------------------------------------------------------------
 
 
+def has_control_flow(nodes) -> bool:
+    """Whether any node holds bodies (the ops whose OpDef has ``body_types``)."""
+    body_ops = {name for name, opdef in REGISTRY.items() if opdef.body_types is not None}
+    return any(n.op in body_ops for n in nodes)
+
+
 def on_bodies(program: Program, fn) -> tuple[Program, list]:
     """Run ``fn(body Program) -> (Program, events)`` on every body of every control-flow node;
     a node whose bodies changed is rebuilt with the new ones."""
-    if not any(subgraphs(n) for n in program.nodes):
+    if not has_control_flow(program.nodes):
         return program, []
     events: list = []
 

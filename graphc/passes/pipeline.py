@@ -12,9 +12,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ..ir.subgraph import subgraphs
 from ..ir.verify import verify_nodes
-from .control import batch_steps, hoist_invariants, inline_cond, on_bodies, trim
+from .control import batch_steps, has_control_flow, hoist_invariants, inline_cond, on_bodies, trim
 from .cse import merge
 from .fold import fold_constants
 from .fuse import fuse
@@ -74,7 +73,7 @@ def _run(program: Program, passes, verify: bool, rounds: int = 1) -> tuple[Progr
     program = prune(program, keep_sources=True)
     reports.append(PassReport("prune", before, len(program.nodes), time.perf_counter() - t0, ()))
     unchanged: dict = {}  # pass -> the program it last ran on and left as it was
-    if not any(subgraphs(n) for n in program.nodes):  # no control flow: its passes have nothing to do
+    if not has_control_flow(program.nodes):  # no control flow: its passes have nothing to do
         passes = tuple(p for p in passes if p not in CONTROL_FLOW)
     for _ in range(rounds):
         changed = False
