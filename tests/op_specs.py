@@ -811,6 +811,7 @@ CONV_CASES = (
     Case(((1, 2, 5, 6), (3, 2, 2, 4)), {"padding": "same"}),  # even kernel: the extra pixel goes last
     Case(((1, 2, 6, 7), (3, 2, 3, 3)), {"padding": "valid", "dilation": 2}),
     Case(((2, 3, 4, 5), (4, 3, 1, 1))),  # 1x1: no im2col copy
+    Case(((2, 1, 5, 6), (8, 1, 3, 3)), {"padding": 1}),  # many outputs per column row: (Ho, Wo) windows
     Case(((1, 4, 6, 5), (2, 2, 2, 3)), {"padding": "same", "groups": 2}),  # fewer outputs: transposed conv
     Case(((N(2), 3, 5, 4), (2, 3, 3, 3)), {"padding": 1}),
     Case(((N(1), 2, N(6), N(5)), (3, 2, 3, 2)), {"stride": 2}),  # unknown spatial dims
@@ -821,6 +822,8 @@ CONV_GRAD_CASES = (  # (conv2d arguments, x, w and output shapes); case 1 never 
      (1, 4, 6, 7), (4, 2, 2, 3), (1, 4, 4, 4)),
     ({"padding": 1}, (N(2), 2, 4, 5), (3, 2, 3, 3), (N(2), 3, 4, 5)),
     ({"padding": (1, 0), "groups": 2, "kernel": (3, 2)}, (2, 4, 5, 4), (2, 2, 3, 2), (2, 2, 5, 3)),
+    ({"padding": (2, 1), "dilation": (2, 1), "groups": 2}, (1, 2, 7, 6), (4, 1, 3, 3), (1, 4, 7, 6)),  # row form
+    ({"padding": 1}, (2, 1, 5, 4), (6, 1, 3, 3), (2, 6, 5, 4)),  # (Ho, Wo) windows at stride 1
 )  # fmt: skip
 
 

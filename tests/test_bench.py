@@ -21,8 +21,9 @@ def test_bench_quick_checks_every_workload(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, f"bench failed:\n{proc.stdout}\n{proc.stderr}"
     workloads = json.loads(out.read_text())["workloads"]
-    assert {"W1", "W2", "W3", "W5"} <= set(workloads)
-    for wid in ("W1", "W2", "W3", "W5"):
+    ids = ("W1", "W2", "W3", "W4", "W4T", "W5")
+    assert set(ids) <= set(workloads)
+    for wid in ids:
         w = workloads[wid]
         assert w["checked"] is True, f"{wid}: {w['error']}"
         assert w["systems"]["graphc"]["median_s"] > 0, wid

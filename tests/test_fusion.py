@@ -163,6 +163,31 @@ def test_training_graph_fuses_the_epilogue_with_its_gradient(rng):
         np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-15)
 
 
+# -- convolution and pooling: bias and relu after the pool ------------------------------------------
+def test_cnn_bias_and_relu_run_after_the_pool(rng):
+    """Inference: conv + bias + relu + pool computes the pool first (relu and a per-channel bias
+    commute with a window's maximum); training: relu's gradient mask is applied to the pooled
+    gradient. Both are the unoptimized function's values."""
+    x = gc.placeholder((4, 2, 9, 8), F64, name="x")
+    w = gc.variable(rng.normal(size=(5, 2, 3, 3)), name="w")
+    b = gc.variable(rng.normal(size=(5, 1, 1)), name="b")
+    h = gc.max_pool2d(gc.relu(gc.conv2d(x, w) + b), 2)
+    predict = gc.compile(h)
+    assert ops(predict) == ["conv2d", "max_pool2d", "fused_elementwise"]
+    (k,) = [k for k in predict.explain(format="json")["plans"][0]["kernels"] if "expression" in k]
+    assert k["expression"].startswith("relu(add(%max_pool2d") and k["expression"].endswith(", %b))")
+    loss = gc.sum(h * h)
+    grads = gc.grad(loss, [w, b])
+    train = gc.compile([loss, *grads])
+    bodies = [s.node.attrs["body"] for s in fused_steps(train)]
+    masks = [s for s in fused_steps(train) if any(op == "greater" for op, *_ in s.node.attrs["body"])]
+    assert bodies and [s.node.types[0].shape for s in masks] == [(4, 5, 3, 3)]  # the pooled shape
+    xv = rng.normal(size=(4, 2, 9, 8))
+    np.testing.assert_allclose(predict(x=xv), gc.compile(h, opt_level=0)(x=xv), rtol=1e-12)
+    for got, want in zip(train(x=xv), gc.compile([loss, *grads], opt_level=0)(x=xv)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
 # -- FusedKernel against NumPy on every path ---------------------------------------------------------
 def _w3(x, a, b):
     return np.tanh(a * x + b) * (1 / (1 + np.exp(-x))) + 0.5 * x * x - 1.0

@@ -66,13 +66,25 @@ def _placeholders() -> SimpleNamespace:
         u=gc.placeholder((None, 4), F64, name="u"),  # an unknown dim: rules that need one
         w=gc.placeholder((2, 3, 4), F64, name="w"),
         k=gc.placeholder((3,), "int64", name="k"),
+        img=gc.placeholder((2, 3, 4, 6), F64, name="img"),  # NCHW images, for the pooling rules
     )
 
 
 def _feeds(rng) -> dict:
     pos = lambda *s: rng.uniform(0.5, 2.0, s)  # noqa: E731  (log, sqrt and exp(log x) need x > 0)
     return {"x": pos(3, 4), "y": pos(3, 4), "v": pos(4), "u": pos(3, 4), "w": pos(2, 3, 4),
-            "k": np.array([0, 3, 1])}  # fmt: skip
+            "k": np.array([0, 3, 1]), "img": pos(2, 3, 4, 6)}  # fmt: skip
+
+
+POOL = {"kernel": (2, 2), "stride": (2, 2), "padding": (0, 0)}
+BIAS = np.array([-1.5, 0.0, 0.3]).reshape(3, 1, 1)  # per channel: some windows end up all below zero
+
+
+def _relu_pool_grad(p, mask_of=None, c=0.0):
+    """max_pool2d_grad(h, g) * (mask_of > c) for h = relu(img - 1.25), as relu's gradient after a pool."""
+    h = gc.relu(p.img - 1.25)
+    g = gc.max_pool2d(p.img, 2) * 3.0
+    return apply("max_pool2d_grad", h, g, **POOL) * gc.greater(h if mask_of is None else mask_of(h), c)
 
 
 # the modules (graphc.passes re-exports functions of the same names)
@@ -116,6 +128,18 @@ RULE_CASES = [
     (S.where_const, lambda p: gc.exp(gc.where(False, p.x, p.y)), ["exp"]),
     (S.static_mean, lambda p: gc.mean(p.x, axis=1), ["sum", "multiply"]),
     (S.reduce_no_axes, lambda p: gc.exp(gc.sum(p.x, axis=())), ["exp"]),
+    (S.pool_before_map, lambda p: gc.max_pool2d(gc.relu(p.img + BIAS), 2), ["max_pool2d", "add", "relu"]),
+    (
+        S.pool_before_map,
+        lambda p: gc.max_pool2d(gc.relu(BIAS + (p.img - 1.0)), 2, padding=1),
+        ["max_pool2d", "subtract", "add", "relu"],
+    ),  # (b + x; padded windows; x - 1 commutes too)
+    (S.pool_before_map, lambda p: gc.max_pool2d(p.img - 1.0, 3, stride=1), ["max_pool2d", "subtract"]),
+    (
+        S.pool_grad_mask,
+        _relu_pool_grad,
+        ["subtract", "relu", "max_pool2d", "multiply", "max_pool2d", "greater", "multiply", "max_pool2d_grad"],
+    ),
     (Z.log_softmax_rule, lambda p: gc.log(gc.softmax(p.x), name="l"), ["log_softmax"]),
     (Z.log1p_rule, lambda p: gc.log(1.0 + p.x), ["log1p"]),
     (Z.log1p_rule, lambda p: gc.log(p.x + 1.0), ["log1p"]),
@@ -185,6 +209,11 @@ NO_FIRE_CASES = [
     (S.where_const, lambda p: gc.where(True, p.v, p.x)),
     (S.where_const, lambda p: gc.where(gc.constant(np.ones((3, 4), bool)), p.v, p.v)),
     (S.sum_of_broadcast, lambda p: gc.sum(gc.broadcast_to(p.v, (3, 4)), axis=(0, 1))),  # not just added axes
+    (S.pool_before_map, lambda p: (lambda r: gc.max_pool2d(r, 2) * gc.max_pool2d(r * 2.0, 2))(gc.relu(p.img - 1.25))),
+    (S.pool_before_map, lambda p: gc.max_pool2d(p.img + np.arange(6.0), 2)),  # b varies across a window
+    (S.pool_before_map, lambda p: gc.max_pool2d(1.0 - p.img, 2)),  # decreasing in x
+    (S.pool_grad_mask, lambda p: _relu_pool_grad(p, mask_of=lambda h: h * 2.0)),  # the mask reads another tensor
+    (S.pool_grad_mask, lambda p: _relu_pool_grad(p, c=gc.constant(np.full((2, 3, 4, 6), 0.5)))),  # c not a scalar
     (Z.log1p_rule, lambda p: gc.log(gc.constant(ONES) + p.v)),
     (Z.expm1_rule, lambda p: gc.exp(p.v) - gc.constant(ONES)),
 ]

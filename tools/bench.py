@@ -421,6 +421,280 @@ def w3_extras(d: dict) -> dict[str, System]:
     return {"numpy_out": System(run)}
 
 
+# -- W4: small CNN, inference and a training step ------------------------------------------------
+W4_LR = 0.05
+W4_SHAPES = {"k1": (8, 1, 3, 3), "b1": (8,), "k2": (16, 8, 3, 3), "b2": (16,), "w3": (16 * 5 * 5, 10), "b3": (10,)}
+
+
+def w4_conv64(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Valid cross-correlation, NCHW by OIHW, as a sum over the kernel taps (the float64 check)."""
+    _, _, kh, kw = k.shape
+    ho, wo = x.shape[2] - kh + 1, x.shape[3] - kw + 1
+    return sum(np.einsum("nchw,oc->nohw", x[:, :, r : r + ho, q : q + wo], k[:, :, r, q])
+               for r in range(kh) for q in range(kw))  # fmt: skip
+
+
+def w4_pool64(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """2x2 max pooling (an odd last row or column is dropped): the maxima and each window's first argmax."""
+    n, c, hh, ww = h.shape
+    ho, wo = hh // 2, ww // 2
+    win = h[:, :, : 2 * ho, : 2 * wo].reshape(n, c, ho, 2, wo, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, ho, wo, 4)
+    arg = win.argmax(axis=-1)[..., None]
+    return np.take_along_axis(win, arg, -1)[..., 0], arg
+
+
+def w4_unpool64(g: np.ndarray, arg: np.ndarray, shape: tuple) -> np.ndarray:
+    """The gradient of w4_pool64: each window's gradient at its first argmax, zero elsewhere."""
+    n, c, ho, wo = g.shape
+    win = np.zeros((n, c, ho, wo, 4))
+    np.put_along_axis(win, arg, g[..., None], -1)
+    dh = np.zeros(shape)
+    dh[:, :, : 2 * ho, : 2 * wo] = (
+        win.reshape(n, c, ho, wo, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, 2 * ho, 2 * wo)
+    )
+    return dh
+
+
+def w4_reference(p: dict, x: np.ndarray, labels: np.ndarray | None, lr: float = 0.0):
+    """The CNN in float64, written plainly: the logits, or (labels given) the loss and each
+    parameter's value after one SGD step, with the backward pass derived by hand."""
+    p = {k: v.astype(np.float64) for k, v in p.items()}
+    x = x.astype(np.float64)
+    n = len(x)
+    z1 = w4_conv64(x, p["k1"]) + p["b1"][:, None, None]
+    h1, arg1 = w4_pool64(np.maximum(z1, 0))
+    z2 = w4_conv64(h1, p["k2"]) + p["b2"][:, None, None]
+    h2, arg2 = w4_pool64(np.maximum(z2, 0))
+    f = h2.reshape(n, -1)
+    logits = f @ p["w3"] + p["b3"]
+    if labels is None:
+        return logits
+    prob = softmax64(logits)
+    loss = -np.mean(np.log(prob[np.arange(n), labels]))
+    dlogits = (prob - np.eye(10)[labels]) / n
+    g = {"w3": f.T @ dlogits, "b3": dlogits.sum(0)}
+    dz2 = w4_unpool64((dlogits @ p["w3"].T).reshape(h2.shape), arg2, z2.shape) * (z2 > 0)
+    dh1 = np.zeros(h1.shape)
+    g["k2"], g["b2"] = np.zeros(p["k2"].shape), dz2.sum((0, 2, 3))
+    ho, wo = dz2.shape[2:]
+    for r in range(3):
+        for q in range(3):
+            dh1[:, :, r : r + ho, q : q + wo] += np.einsum("nohw,oc->nchw", dz2, p["k2"][:, :, r, q])
+            g["k2"][:, :, r, q] = np.einsum("nohw,nchw->oc", dz2, h1[:, :, r : r + ho, q : q + wo])
+    dz1 = w4_unpool64(dh1, arg1, z1.shape) * (z1 > 0)
+    g["k1"], g["b1"] = np.zeros(p["k1"].shape), dz1.sum((0, 2, 3))
+    ho, wo = dz1.shape[2:]
+    for r in range(3):
+        for q in range(3):
+            g["k1"][:, :, r, q] = np.einsum("nohw,nchw->oc", dz1, x[:, :, r : r + ho, q : q + wo])
+    return loss, {k: p[k] - lr * g[k] for k in p}
+
+
+def w4_params(rng: np.random.Generator) -> dict:
+    """He-initialized weights (fan-in: C*kh*kw, or the dense layer's inputs), small random biases."""
+    p = {}
+    for k, shape in W4_SHAPES.items():
+        scale = np.sqrt(2 / np.prod(shape[1:] if len(shape) == 4 else shape[:1])) if len(shape) > 1 else 0.1
+        p[k] = (rng.standard_normal(shape) * scale).astype(F32)
+    return p
+
+
+def w4_inputs(quick: bool) -> tuple:
+    """Images, labels and parameters, the same for inference and the training step."""
+    rng = np.random.default_rng(4)
+    batch = 8 if quick else 64
+    x = rng.standard_normal((batch, 1, 28, 28)).astype(F32)
+    labels = rng.integers(0, 10, batch).astype(np.int64)
+    return x, labels, w4_params(rng)
+
+
+def w4_data(quick: bool) -> dict:
+    x, _, p = w4_inputs(quick)
+    y = w4_reference(p, x, None)
+    return {"x": x, "params": p, "ref": {"y": y}, "tol": {"y": (1e-4, 1e-5 * np.abs(y).max())}}
+
+
+def w4t_data(quick: bool) -> dict:
+    x, labels, p = w4_inputs(quick)
+    loss, new = w4_reference(p, x, labels, W4_LR)
+    ref = {"loss": np.float64(loss), **{f"d_{k}": new[k] - p[k] for k in p}}  # updates, as in W2
+    tol = {"loss": (1e-5, 1e-6)}
+    for k in p:
+        tol[f"d_{k}"] = (1e-3, 1e-4 * np.abs(ref[f"d_{k}"]).max() + 2 * EPS32 * np.abs(new[k]))
+    return {"x": x, "labels": labels, "params": p, "lr": W4_LR, "ref": ref, "tol": tol}
+
+
+def w4_model(x, v: dict):
+    """The CNN's logits as graphc ops (NCHW, PyTorch's conv2d and max_pool2d)."""
+    h = gc.max_pool2d(gc.relu(gc.conv2d(x, v["k1"]) + gc.reshape(v["b1"], (8, 1, 1))), 2)
+    h = gc.max_pool2d(gc.relu(gc.conv2d(h, v["k2"]) + gc.reshape(v["b2"], (16, 1, 1))), 2)
+    return gc.flatten(h) @ v["w3"] + v["b3"]
+
+
+def w4_graphc(d: dict) -> System:
+    with gc.Graph("bench_w4"):
+        x = gc.placeholder(d["x"].shape, "float32", name="x")
+        y = w4_model(x, {k: gc.variable(a, name=k) for k, a in d["params"].items()})
+    fn = gc.compile(y)
+    xv = d["x"]
+    return System(lambda: fn(x=xv))
+
+
+def w4t_graphc(d: dict) -> System:
+    with gc.Graph("bench_w4t"):
+        x = gc.placeholder(d["x"].shape, "float32", name="x")
+        labels = gc.placeholder(d["labels"].shape, "int64", name="labels")
+        v = {k: gc.variable(a, name=k) for k, a in d["params"].items()}
+        loss = gc.mean(gc.softmax_cross_entropy(w4_model(x, v), labels), name="loss")
+        grads = gc.grad(loss, list(v.values()))
+        lr = d["lr"]
+    step = gc.compile(loss, updates=[(var, var - lr * g) for var, g in zip(v.values(), grads)])
+    xv, lv = d["x"], d["labels"]
+
+    def result():
+        for k, var in v.items():
+            var.value = d["params"][k]
+        out = {"loss": np.asarray(step(x=xv, labels=lv))}
+        out.update({f"d_{k}": var.value - d["params"][k] for k, var in v.items()})
+        for k, var in v.items():  # time from the same starting point as every other system
+            var.value = d["params"][k]
+        return out
+
+    return System(lambda: step(x=xv, labels=lv), result)
+
+
+class W4Layers:
+    """The NumPy CNN's buffers and layers, as a careful NumPy programmer writes them: im2col as one
+    copy of a sliding-window view, one GEMM per convolution (batched over the images, written
+    straight into NCHW order), bias and relu in place, and 2x2 max pooling on a reshaped view.
+
+    Pooling takes the maximum of the window's four strided taps with np.maximum: the textbook
+    ``h.reshape(n, c, ho, 2, wo, 2).max(axis=(3, 5))`` is the same result but NumPy reduces two
+    length-2 strided axes about 30x slower (7 ms for the first layer alone on these machines).
+    """
+
+    def __init__(self, p: dict, x: np.ndarray):
+        n = len(x)
+        self.p, self.x = p, x
+        self.k1, self.k2 = p["k1"].reshape(8, -1), p["k2"].reshape(16, -1)  # views: SGD updates them in place
+        self.cols1 = np.empty((n, 1, 3, 3, 26, 26), F32)
+        self.z1 = np.empty((n, 8, 26, 26), F32)
+        self.h1 = np.empty((n, 8, 13, 13), F32)
+        self.cols2 = np.empty((n, 8, 3, 3, 11, 11), F32)
+        self.z2 = np.empty((n, 16, 11, 11), F32)
+        self.h2 = np.empty((n, 16, 5, 5), F32)
+        self.logits = np.empty((n, 10), F32)
+
+    @staticmethod
+    def im2col(x: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """cols[n, c, r, q, i, j] = x[n, c, i + r, j + q], as the (N, C*3*3, Ho*Wo) GEMM operand."""
+        win = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(2, 3))  # (N, C, Ho, Wo, 3, 3)
+        np.copyto(cols, win.transpose(0, 1, 4, 5, 2, 3))
+        n, c = x.shape[:2]
+        return cols.reshape(n, c * 9, -1)
+
+    @staticmethod
+    def windows(h: np.ndarray) -> list:
+        """The four taps of every 2x2 window (each (N, C, H//2, W//2)), from a reshaped view of h."""
+        n, c, hh, ww = h.shape
+        if hh % 2 or ww % 2:  # an odd last row or column is dropped (a view: a reshape would copy)
+            h = h[:, :, : hh // 2 * 2, : ww // 2 * 2]
+            sn, sc, sh, sw = h.strides
+            v = np.lib.stride_tricks.as_strided(h, (n, c, hh // 2, 2, ww // 2, 2), (sn, sc, 2 * sh, sh, 2 * sw, sw))
+        else:
+            v = h.reshape(n, c, hh // 2, 2, ww // 2, 2)
+        return [v[:, :, :, r, :, q] for r in (0, 1) for q in (0, 1)]
+
+    def pool(self, z: np.ndarray, out: np.ndarray) -> np.ndarray:
+        a, b, c, d = self.windows(z)
+        np.maximum(a, b, out=out)
+        np.maximum(out, c, out=out)
+        np.maximum(out, d, out=out)
+        return out
+
+    def forward(self) -> np.ndarray:
+        p, n = self.p, len(self.x)
+        np.matmul(self.k1, self.im2col(self.x, self.cols1), out=self.z1.reshape(n, 8, -1))
+        np.add(self.z1, p["b1"][:, None, None], out=self.z1)
+        np.maximum(self.z1, 0, out=self.z1)
+        self.pool(self.z1, self.h1)
+        np.matmul(self.k2, self.im2col(self.h1, self.cols2), out=self.z2.reshape(n, 16, -1))
+        np.add(self.z2, p["b2"][:, None, None], out=self.z2)
+        np.maximum(self.z2, 0, out=self.z2)
+        self.pool(self.z2, self.h2)
+        np.matmul(self.h2.reshape(n, -1), p["w3"], out=self.logits)
+        np.add(self.logits, p["b3"], out=self.logits)
+        return self.logits
+
+
+def w4_numpy(d: dict) -> System:
+    net = W4Layers(d["params"], d["x"])
+    return System(lambda: net.forward().copy())
+
+
+def w4t_numpy(d: dict) -> System:
+    """Forward, backward by hand and in-place SGD: the relu masks from the relu outputs, the pooling
+    gradient to where a window's input equals its maximum (ties: only windows of zeros after the
+    relu, whose gradient the relu mask then drops), col2im as one strided add per kernel tap."""
+    x, labels, lr = d["x"], d["labels"], d["lr"]
+    n = len(labels)
+    rows = np.arange(n)
+    p = {k: v.copy() for k, v in d["params"].items()}
+    net = W4Layers(p, x)
+    dz1, dz2 = np.empty_like(net.z1), np.empty_like(net.z2)
+    dh1 = np.empty_like(net.h1)
+    g = {k: np.empty_like(v) for k, v in p.items()}
+
+    def unpool(z, h, dh, dz):
+        """dz = dh routed to each window's maximum of z, times relu'(z) (z is the relu output)."""
+        dz.fill(0)  # an odd last row or column gets no gradient
+        for tap, dtap in zip(net.windows(z), net.windows(dz)):
+            np.multiply(tap == h, dh, out=dtap)
+        np.multiply(dz, z > 0, out=dz)
+
+    def run():
+        z = net.forward()
+        z -= z.max(axis=1, keepdims=True)  # stable softmax cross-entropy
+        e = np.exp(z)
+        s = e.sum(axis=1, keepdims=True)
+        loss = np.mean(np.log(s[:, 0]) - z[rows, labels])
+        e /= s  # softmax; its gradient w.r.t. the logits is (p - onehot) / n
+        e[rows, labels] -= 1
+        e *= 1 / n
+        np.matmul(net.h2.reshape(n, -1).T, e, out=g["w3"])
+        np.sum(e, axis=0, out=g["b3"])
+        unpool(net.z2, net.h2, (e @ p["w3"].T).reshape(net.h2.shape), dz2)
+        np.sum(dz2, axis=(0, 2, 3), out=g["b2"])
+        flat2 = dz2.reshape(n, 16, -1)
+        cols2 = net.cols2.reshape(n, 72, -1)
+        g["k2"][...] = np.tensordot(flat2, cols2, axes=([0, 2], [0, 2])).reshape(g["k2"].shape)  # one GEMM
+        dcols = np.matmul(net.k2.T, flat2).reshape(n, 8, 3, 3, 11, 11)  # col2im:
+        dh1.fill(0)
+        for r in range(3):
+            for q in range(3):
+                dh1[:, :, r : r + 11, q : q + 11] += dcols[:, :, r, q]
+        unpool(net.z1, net.h1, dh1, dz1)
+        np.sum(dz1, axis=(0, 2, 3), out=g["b1"])
+        g["k1"][...] = np.tensordot(dz1.reshape(n, 8, -1), net.cols1.reshape(n, 9, -1),
+                                    axes=([0, 2], [0, 2])).reshape(g["k1"].shape)  # fmt: skip
+        for k, w in p.items():
+            gk = g[k]
+            gk *= lr
+            w -= gk
+        return loss
+
+    def result():
+        for k in p:
+            np.copyto(p[k], d["params"][k])
+        out = {"loss": np.asarray(run(), F32)}
+        out.update({f"d_{k}": p[k] - d["params"][k] for k in p})
+        for k in p:
+            np.copyto(p[k], d["params"][k])
+        return out
+
+    return System(run, result)
+
+
 # -- W5: compile time ----------------------------------------------------------------------------
 def w5_data(quick: bool) -> dict:
     layers, width = (30 if quick else 300), 16
@@ -621,7 +895,7 @@ def w6_extras(d: dict) -> dict[str, System]:
     return {"numpy_batched": System(run, run)}
 
 
-# -- the table of workloads (W4: later) -----------------------------------------------------
+# -- the table of workloads ---------------------------------------------------------------------
 WORKLOADS = [
     Workload("W1", "inference b=1, 784-128-10", "us", w1_data, w1_graphc, w1_numpy,
              reps=(300, 20), inner=20, warmup=50),
@@ -629,6 +903,10 @@ WORKLOADS = [
              reps=(150, 5), warmup=5, note=w2_note),
     Workload("W3", "elementwise chain, 4M f32", "ms", w3_data, w3_graphc, w3_numpy, w3_extras,
              reps=(30, 3), warmup=2, note=lambda d, stats: f"n = {d['x'].size:,}"),
+    Workload("W4", "CNN inference b=64, 28x28: 2 x (conv 3x3, relu, pool 2), dense", "ms", w4_data, w4_graphc,
+             w4_numpy, reps=(100, 5), warmup=5),
+    Workload("W4T", "CNN train step b=64 (W4's net), softmax CE, SGD", "ms", w4t_data, w4t_graphc, w4t_numpy,
+             reps=(60, 5), warmup=3, note=w2_note),
     Workload("W5", "compile 300 dense tanh + grads", "s", w5_data, w5_graphc, None,
              reps=(7, 2), warmup=0, target_s=0.1, note=w5_note),
     Workload("W6", "tanh RNN h=128 x=64, 50 steps, b=32: forward + BPTT", "ms", w6_data, w6_graphc, w6_numpy,
@@ -766,17 +1044,23 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="few repetitions and small sizes: a smoke test")
     ap.add_argument("--json", metavar="PATH", help="write every number to this JSON file")
-    ap.add_argument("--only", metavar="IDS", help="comma-separated workload ids, e.g. W1,W3")
+    ap.add_argument(
+        "--only", metavar="IDS", help="comma-separated workload ids, e.g. W1,W3 (W4 also selects its training row W4T)"
+    )
     ap.add_argument("--no-peers", action="store_true", help="skip PyTorch/JAX columns even when installed")
     args = ap.parse_args(argv)
     chosen = WORKLOADS
     if args.only:
         ids = [s.strip().upper() for s in args.only.split(",") if s.strip()]
-        known = {w.id for w in WORKLOADS}
-        unknown = [i for i in ids if i not in known]
+
+        def selects(i: str, wid: str) -> bool:  # a BENCH.md id selects its rows: W4 -> W4, W4T
+            return wid == i or (wid.startswith(i) and wid[len(i)].isalpha())
+
+        unknown = [i for i in ids if not any(selects(i, w.id) for w in WORKLOADS)]
         if unknown:
-            ap.error(f"--only: unknown or not yet implemented workloads {unknown}: expected some of {sorted(known)}")
-        chosen = [w for w in WORKLOADS if w.id in ids]
+            known = sorted(w.id for w in WORKLOADS)
+            ap.error(f"--only: unknown or not yet implemented workloads {unknown}: expected some of {known}")
+        chosen = [w for w in WORKLOADS if any(selects(i, w.id) for i in ids)]
 
     results = {}
     for w in chosen:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from ..errors import where
 from ..ir import Tensor
@@ -45,6 +46,11 @@ class Rewriter:
         self.mapping: dict = {}  # old tensor -> new tensor, for the tensors that changed
         self.changed: set = set()  # nodes with a mapped output (a cheap test before hashing tensors)
         self.events: list = []
+
+    @cached_property
+    def users(self) -> dict:
+        """node -> its consumers in the program being rewritten (``Program.consumers``), on first use."""
+        return self.program.consumers()
 
     def replace(self, old: Tensor, new: Tensor) -> None:
         self.mapping[old] = new

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import ops
 from ..ir import Tensor
+from ..ops.registry import apply
 from .program import Program
 from .rewrite import apply_rules, constant_value, producer
 
@@ -260,8 +261,75 @@ def reduce_no_axes(rw, node, inputs):
         return inputs[0]
 
 
+def _window_step(rw, p):
+    """(x, f) when node p computes f(x) for a non-decreasing elementwise f that is the same map at
+    every pixel of an NCHW image (relu; adding or subtracting a per-channel or scalar b), else None."""
+    out = p.outputs[0]
+    if p.op == "relu":
+        return p.inputs[0], ops.relu
+    if p.op not in ("add", "subtract") or out.ndim != 4:
+        return None
+    x, b = p.inputs
+    if p.op == "add" and not _same(x, out):  # b + x
+        x, b = b, x
+    bshape = (1,) * (4 - b.ndim) + tuple(b.shape)
+    if not _same(x, out) or b.ndim > 4 or bshape[2:] != (1, 1):
+        return None
+    b = rw.mapping.get(b, b)
+    return x, (lambda y: ops.add(y, b)) if p.op == "add" else (lambda y: ops.subtract(y, b))
+
+
+def pool_before_map(rw, node, inputs):
+    """max_pool2d(relu(x)) -> relu(max_pool2d(x));  max_pool2d(x + b) -> max_pool2d(x) + b (and x - b)
+    for b the same at every pixel (a per-channel bias), when the pool is the map's only consumer.
+
+    A non-decreasing map commutes with a window's maximum, exactly (float rounding is monotone
+    too; a padded -inf never wins, since every window holds a pixel), and then runs on the
+    kh*kw times smaller pooled tensor: conv + bias + relu + pool computes bias and relu after the pool.
+    """
+    t = node.inputs[0]
+    if inputs[0] is not t:
+        return None
+    maps = []
+    while rw.mapping.get(t, t) is t and len(t.node.types) == 1 and len(rw.users[t.node]) == 1:
+        step = _window_step(rw, t.node)
+        if step is None:
+            break
+        t, f = step
+        maps.append(f)
+    if not maps:
+        return None
+    y = apply("max_pool2d", rw.mapping.get(t, t), **node.attrs)
+    for f in reversed(maps):
+        y = f(y)
+    return y
+
+
+def pool_grad_mask(rw, node, inputs):
+    """max_pool2d_grad(x, g) * (x > c) -> max_pool2d_grad(x, g * (max_pool2d(x) > c)), c a scalar
+    (when the product is the pooling gradient's only consumer).
+
+    The gradient lands only where x equals its window's maximum, and there x > c exactly when the
+    maximum is: relu's gradient mask after a pool then costs a pass over the kh*kw times smaller
+    pooled tensor (whose max_pool2d the forward pass computed already: merge shares it).
+    """
+    for grad, mask in (inputs, inputs[::-1]):
+        pg, gt = producer(grad, "max_pool2d_grad"), producer(mask, "greater")
+        if pg is None or gt is None:
+            continue
+        x, g = pg.inputs
+        c = gt.inputs[1]
+        if gt.inputs[0] != x or scalar_of(c) is None or c.ndim or not _same(grad, node.outputs[0]):
+            continue
+        if len(rw.users.get(pg, ())) != 1:
+            continue
+        pooled = apply("max_pool2d", x, **pg.attrs)
+        return apply("max_pool2d_grad", x, g * ops.greater(pooled, c), **pg.attrs)
+    return None
+
+
 RULES = {
-    "multiply": [mul_one],
+    "multiply": [mul_one, pool_grad_mask],
     "add": [add_zero, add_zeros_like],
     "subtract": [sub_zero, zero_sub, sub_self],
     "negative": [double_negation],
@@ -287,6 +355,7 @@ RULES = {
     "exp": [exp_log],
     "log": [log_exp],
     "where": [where_const],
+    "max_pool2d": [pool_before_map],
 }
 
 
