@@ -259,3 +259,23 @@ def test_gradient_marks_agree_with_the_registry():
 def test_every_spec_has_a_case_with_an_unknown_dim():
     for s in SPECS:
         assert any(isinstance(d, N) for c in s.cases for sh in c.shapes for d in sh), f"{s.op}: no None dim"
+
+
+def test_gemm_takes_every_layout_and_out_buffer():
+    """The 2-D GEMM fast path (np.dot) agrees with np.matmul for transposed views, mixed dtypes and
+    an out buffer that is or is not contiguous."""
+    from graphc.ops.linalg import gemm
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((5, 7)).astype("float32")
+    b = rng.standard_normal((7, 3)).astype("float32")
+    for x, y in ((a, b), (a.T.copy().T, b), (a, b.T.copy().T), (a[:, ::1], b.astype("float64"))):
+        want = np.matmul(x.astype("float64"), y.astype("float64"))
+        out = np.empty((5, 3), np.result_type(x, y))
+        assert gemm(np, x, y, out) is out
+        np.testing.assert_allclose(out, want, rtol=1e-5)
+        strided = np.empty((5, 6), out.dtype)[:, ::2]
+        np.testing.assert_allclose(gemm(np, x, y, strided), want, rtol=1e-5)
+        np.testing.assert_allclose(gemm(np, x, y), want, rtol=1e-5)
+    batched = rng.standard_normal((2, 5, 7)).astype("float32")
+    np.testing.assert_allclose(gemm(np, batched, b), np.matmul(batched, b), rtol=1e-6)

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..ir.types import broadcast_shapes
+from ..ops.linalg import gemm
 from ..ops.registry import REGISTRY
 
 BLOCK = 1 << 16  # elements per block: measured best on W3 (16K: 9.7 ms, 32K: 6.8, 64K: 5.8, 128K: 5.7)
@@ -108,7 +109,7 @@ class FusedKernel:
             out = np.empty(self.out_type.shape, self.out_type.dtype)
         if self.matmul:
             a, b, *rest = arrays
-            arrays = (np.matmul(a, b, out=out), *rest)
+            arrays = (gemm(np, a, b, out), *rest)
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
             if self.flat:
                 arrays = [a.reshape(-1) if s else np.asarray(a).reshape(()) for a, s in zip(arrays, self.sliced)]
@@ -149,7 +150,7 @@ def _generate(body, n_in: int, sliced, out_type, matmul: bool, reduce, full_redu
     With a reduction, the body's result goes to scratch and is reduced into ``out[start:stop]``
     (trailing axes) or appended to ``out``, then a list of partial results (all axes).
     """
-    env = {"np": np, "SHAPE": out_type.shape, "DTYPE": out_type.dtype}
+    env = {"np": np, "gemm": gemm, "SHAPE": out_type.shape, "DTYPE": out_type.dtype}
     calls = []
     for i, (op, args, attrs, _dtype) in enumerate(body):
         opdef = REGISTRY[op]
@@ -170,7 +171,7 @@ def _generate(body, n_in: int, sliced, out_type, matmul: bool, reduce, full_redu
     whole.append("    if out is None:")
     whole.append("        out = np.empty(SHAPE, DTYPE)")
     if matmul:
-        whole.append("    x0 = np.matmul(a, b, out=out)")
+        whole.append("    x0 = gemm(np, a, b, out)")
     vals = list(ins)
     for i, (fn, args) in enumerate(calls):
         dst = "out" if i == last and reduce is None else "None"

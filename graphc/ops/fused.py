@@ -15,6 +15,7 @@ import numpy as np
 
 from ..ir import TensorType
 from ..ir.types import broadcast_shapes
+from .linalg import gemm
 from .registry import FUSED, OpDef, register
 
 
@@ -92,7 +93,7 @@ def _matmul_infer(a: TensorType, b: TensorType, *rest: TensorType, body, **_) ->
 
 
 def _matmul_kernel(xp, a, b, *rest, body, out=None):
-    mm = xp.matmul(a, b, out=out)  # the GEMM writes the planned buffer; the epilogue runs in place
+    mm = gemm(xp, a, b, out)  # the GEMM writes the planned buffer; the epilogue runs in place
     return run_body(xp, body, (mm, *rest), out=mm)
 
 
