@@ -92,6 +92,9 @@ class Function:
         self._specialize_lock = threading.Lock()
         self._updates = bool(program.updates)
         self._names = {name for name, _ in self._placeholders}
+        # per placeholder: dtype, rank and its static dims, so a well-formed array skips conversion
+        self._accept = [(t.dtype, t.ndim, [(i, d) for i, d in enumerate(t.shape) if d is not None])
+                        for _, t in self._placeholders]  # fmt: skip
         self._input_names = [t.node.name for t in self.inputs]
         self._host = backend.name == "cpu"  # feeds and outputs need no device copies
         self._last_signature, self._last_plan = None, None
@@ -174,12 +177,13 @@ class Function:
     def _arrays(self, feeds: dict) -> list:
         """The fed values as arrays in placeholder order, checked and converted."""
         arrays = []
-        for name, t in self._placeholders:
+        for (name, t), (dtype, ndim, dims) in zip(self._placeholders, self._accept):
             value = feeds.get(name, _MISSING)
             if value is _MISSING:
                 node = self.graph._by_name[name]
                 raise FeedError(f"missing feed for placeholder '{name}' {t}{where(node.source)}")
-            if not (type(value) is np.ndarray and value.dtype == t.dtype and value.shape == t.shape):
+            if not (type(value) is np.ndarray and value.dtype == dtype and value.ndim == ndim
+                    and all(value.shape[i] == d for i, d in dims)):  # fmt: skip
                 value = convert_value(value, t.shape, t.dtype, f"feed '{name}'", FeedError)
             arrays.append(value)
         return arrays
