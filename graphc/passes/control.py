@@ -20,8 +20,8 @@ from .rewrite import Rewriter
 
 def has_control_flow(nodes) -> bool:
     """Whether any node holds bodies (the ops whose OpDef has ``body_types``)."""
-    body_ops = {name for name, opdef in REGISTRY.items() if opdef.body_types is not None}
-    return any(n.op in body_ops for n in nodes)
+    body_ops = frozenset(name for name, opdef in REGISTRY.items() if opdef.body_types is not None)
+    return not body_ops.isdisjoint(n.op for n in nodes)
 
 
 def on_bodies(program: Program, fn) -> tuple[Program, list]:

@@ -73,7 +73,8 @@ def _run(program: Program, passes, verify: bool, rounds: int = 1) -> tuple[Progr
     program = prune(program, keep_sources=True)
     reports.append(PassReport("prune", before, len(program.nodes), time.perf_counter() - t0, ()))
     unchanged: dict = {}  # pass -> the program it last ran on and left as it was
-    if not has_control_flow(program.nodes):  # no control flow: its passes have nothing to do
+    bodies = has_control_flow(program.nodes)  # (no pass adds control flow)
+    if not bodies:  # its passes have nothing to do
         passes = tuple(p for p in passes if p not in CONTROL_FLOW)
     for _ in range(rounds):
         changed = False
@@ -82,7 +83,7 @@ def _run(program: Program, passes, verify: bool, rounds: int = 1) -> tuple[Progr
                 continue  # passes are deterministic: running it there again would do nothing
             t0 = time.perf_counter()
             before = program
-            program, events = _apply(p, program)  # the rewrite engine drops what a pass made dead
+            program, events = _apply(p, program) if bodies else p(program)  # (dead code is dropped as it goes)
             reports.append(PassReport(p.__name__, len(before.nodes), len(program.nodes), time.perf_counter() - t0,
                                       tuple(events)))  # fmt: skip
             if verify:
