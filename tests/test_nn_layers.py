@@ -239,6 +239,19 @@ def test_fit_progress_bar_with_and_without_tqdm(rng, capsys, monkeypatch):
     assert capsys.readouterr().err == "" and history.epochs == 1
 
 
+def test_fit_progress_bar_leaves_the_training_unchanged():
+    """The bar must not iterate the loader itself: tqdm.auto's asyncio tqdm calls ``iter()`` on what
+    it wraps when it is created, which started a second DataLoader epoch per epoch (another shuffle,
+    and a prefetching thread running the transform on batches never used)."""
+    histories = []
+    for progress in (False, True):
+        gc.reset_default_graph()
+        step, _, loader, _ = _tiny_training(np.random.default_rng(0))
+        histories.append(nn.fit(step, loader, epochs=3, progress=progress).history)
+        assert loader.epoch == 3  # one pass over the loader per epoch
+    assert histories[0] == histories[1]
+
+
 # -- layers over the convolution / normalization / random ops ------------------------------------
 def _conv_ref(x, w, stride=1, padding=0, groups=1):
     """Cross-correlation, NCHW x OIHW, by explicit loops over the kernel window (float64)."""

@@ -115,21 +115,24 @@ def fit(train_step, loader, epochs: int = 1, val_fn=None, val_data=None, progres
             bar = None
     history = History()
     for epoch in range(epochs):
-        batches = loader
+        # The bar is advanced by hand, never given the loader: tqdm.auto's (asyncio) tqdm calls iter()
+        # on what it wraps when created, which would start a second DataLoader epoch each epoch.
+        shown = None
         if bar is not None:
             total = len(loader) if hasattr(loader, "__len__") else None
-            batches = bar(loader, total=total, desc=f"epoch {epoch + 1}/{epochs}", leave=True)
+            shown = bar(total=total, desc=f"epoch {epoch + 1}/{epochs}", leave=True)
         mean = _Mean()
-        for batch in batches:
+        for batch in loader:
             mean.add(_metrics(_call(train_step, batch)), _size(batch))
-            if bar is not None:
-                batches.set_postfix({k: f"{v:.4f}" for k, v in mean.means().items()}, refresh=False)
+            if shown is not None:
+                shown.set_postfix({k: f"{v:.4f}" for k, v in mean.means().items()}, refresh=False)
+                shown.update()
         metrics = mean.means()
         if val_fn is not None:
             metrics.update({f"val_{k}": v for k, v in evaluate(val_fn, val_data).items()})
-            if bar is not None:
-                batches.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()})
-        if bar is not None:
-            batches.close()
+            if shown is not None:
+                shown.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()})
+        if shown is not None:
+            shown.close()
         history.append(metrics)
     return history
