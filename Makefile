@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python graphs/two_layer_net.py
+	$(BIN)/python tools/demo.py
 
 test: $(STAMP)
 	GRAPHC_VERIFY=1 $(BIN)/python -m pytest
