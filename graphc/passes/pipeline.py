@@ -10,7 +10,7 @@ passes repeat until a round changes nothing, so optimizing an optimized program 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..ir.verify import verify_nodes
 from .control import batch_steps, has_control_flow, hoist_invariants, inline_cond, on_bodies, trim
@@ -72,7 +72,7 @@ def _run(program: Program, passes, verify: bool, rounds: int = 1) -> tuple[Progr
     before = len(program.nodes)
     program = prune(program, keep_sources=True)
     reports.append(PassReport("prune", before, len(program.nodes), time.perf_counter() - t0, ()))
-    unchanged: dict = {}  # pass -> the program it last ran on and left as it was
+    unchanged: dict = dict.fromkeys(program.stable, program)  # pass -> the program it last left as it was
     bodies = has_control_flow(program.nodes)  # (no pass adds control flow)
     if not bodies:  # its passes have nothing to do
         passes = tuple(p for p in passes if p not in CONTROL_FLOW)
@@ -94,7 +94,8 @@ def _run(program: Program, passes, verify: bool, rounds: int = 1) -> tuple[Progr
                 changed = True
         if not changed:
             break
-    return program, reports
+    stable = frozenset(p for p, seen in unchanged.items() if seen is program)
+    return (replace(program, stable=stable) if stable != program.stable else program), reports
 
 
 def _apply(p, program: Program):

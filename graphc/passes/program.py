@@ -15,11 +15,14 @@ class Program:
         private graph, so optimizing never grows the user's graph.
     outputs: the tensors returned, flattened.
     updates: (variable name, new value) pairs, applied after the outputs are computed.
+    stable: the passes known to leave this very program unchanged (the pass manager records them,
+        so a specialization that changed nothing does not run them again).
     """
 
     nodes: tuple
     outputs: tuple[Tensor, ...]
     updates: tuple[tuple[str, Tensor], ...] = field(default=())
+    stable: frozenset = field(default=frozenset(), compare=False)
 
     @property
     def targets(self) -> tuple[Tensor, ...]:
