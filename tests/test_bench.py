@@ -21,7 +21,7 @@ def test_bench_quick_checks_every_workload(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, f"bench failed:\n{proc.stdout}\n{proc.stderr}"
     workloads = json.loads(out.read_text())["workloads"]
-    ids = ("W1", "W2", "W3", "W4", "W4T", "W5")
+    ids = ("W1", "W2", "W3", "W4", "W4T", "W5", "W6")
     assert set(ids) <= set(workloads)
     for wid in ids:
         w = workloads[wid]
