@@ -71,33 +71,37 @@ def format_summary(d: dict) -> str:
         if d["kind"] == "graph"
         else d["kind"] + (f" of graph '{d['graph']}'" if d["graph"] else "")
     )
+    names = [e["name"] for key in ("inputs", "outputs", "variables") for e in d.get(key, ())]
+    w = max([16, *(len(n) for n in names), *(len(u["variable"]) for u in d.get("updates", ()))])  # name column
+    shapes = [fmt_shape(tuple(v["shape"])) for v in d["variables"]]
+    ws = max([16, *(len(x) for x in shapes)])
     out = [f"{d['file']}: {what}"
            + f" (format version {d['format_version']}, saved by graphc {d['graphc_version'] or '?'})"]  # fmt: skip
     if "inputs" in d:
         out.append("inputs:")
         for i in d["inputs"]:
             pos = "  (positional)" if i.get("positional") else ""
-            out.append(f"  {i['name']:16s} {i['dtype']:8s} {fmt_shape(tuple(i['shape']))}{pos}")
+            out.append(f"  {i['name']:{w}s} {i['dtype']:8s} {fmt_shape(tuple(i['shape']))}{pos}")
         if not d["inputs"]:
             out.append("  (none)")
     if "outputs" in d:
         out.append(f"outputs ({d['output_structure']}):")
         for o in d["outputs"]:
             tensor = f"  = {o['tensor']}" if o["tensor"] != o["name"] else ""
-            out.append(f"  {o['name']:16s} {o['dtype']:8s} {fmt_shape(tuple(o['shape']))}{tensor}")
+            out.append(f"  {o['name']:{w}s} {o['dtype']:8s} {fmt_shape(tuple(o['shape']))}{tensor}")
         if not d["outputs"]:
             out.append("  (none)")
         out.append("updates:" if d["updates"] else "updates: none")
         for u in d["updates"]:
-            out.append(f"  {u['variable']:16s} <- {u['value']}  {u['dtype']} {fmt_shape(tuple(u['shape']))}")
+            out.append(f"  {u['variable']:{w}s} <- {u['value']}  {u['dtype']} {fmt_shape(tuple(u['shape']))}")
     n_vars = len(d["variables"])
     params = f"{d['parameters']:,} parameters, {fmt_bytes(d['parameter_bytes'])}"
     if d["trainable_parameters"] != d["parameters"]:
         params += f", {d['trainable_parameters']:,} trainable"
     out.append(f"variables: {n_vars} ({params})")
-    for v in d["variables"]:
+    for v, shape in zip(d["variables"], shapes):
         frozen = "" if v["trainable"] else "  (not trainable)"
-        out.append(f"  {v['name']:16s} {v['dtype']:8s} {fmt_shape(tuple(v['shape'])):16s} {v['size']:>12,}{frozen}")
+        out.append(f"  {v['name']:{w}s} {v['dtype']:8s} {shape:{ws}s} {v['size']:>12,}{frozen}")
     if d["kind"] != "checkpoint":
         c = d["constants"]
         out.append(f"constants: {c['count']} ({fmt_bytes(c['bytes'])})")
