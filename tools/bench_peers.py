@@ -61,6 +61,59 @@ def torch_w2(d):
     return run, result
 
 
+def _torch_w4_logits(x, p):
+    import torch
+    import torch.nn.functional as F
+
+    h = F.max_pool2d(torch.relu(F.conv2d(x, p["k1"], p["b1"])), 2)
+    h = F.max_pool2d(torch.relu(F.conv2d(h, p["k2"], p["b2"])), 2)
+    return h.flatten(1) @ p["w3"] + p["b3"]
+
+
+def torch_w4(d):
+    import torch
+
+    p = {k: torch.from_numpy(v) for k, v in d["params"].items()}
+    xv = d["x"]
+
+    def run():
+        with torch.inference_mode():
+            return _torch_w4_logits(torch.from_numpy(xv), p).numpy()
+
+    return run, None
+
+
+def torch_w4t(d):
+    import torch
+
+    lr = d["lr"]
+    p = {k: torch.tensor(v, requires_grad=True) for k, v in d["params"].items()}
+    x, labels = torch.from_numpy(d["x"]), torch.from_numpy(d["labels"])
+
+    def run():
+        for t in p.values():
+            t.grad = None
+        loss = torch.nn.functional.cross_entropy(_torch_w4_logits(x, p), labels)
+        loss.backward()
+        with torch.no_grad():
+            for t in p.values():
+                t.add_(t.grad, alpha=-lr)
+        return loss.detach().numpy()
+
+    def result():
+        with torch.no_grad():
+            for k, t in p.items():
+                t.copy_(torch.from_numpy(d["params"][k]))
+        out = {"loss": run()}
+        out.update({f"d_{k}": t.detach().numpy() - d["params"][k] for k, t in p.items()})
+        with torch.no_grad():
+            for k, t in p.items():
+                t.copy_(torch.from_numpy(d["params"][k]))
+        return out
+
+    return run, result
+
+
 def torch_w3(d):
     import torch
 
@@ -129,7 +182,7 @@ def jax_w3(d):
 
 # -- registry ------------------------------------------------------------------------------------
 PEERS = {
-    "torch": {"W1": torch_w1, "W2": torch_w2, "W3": torch_w3},
+    "torch": {"W1": torch_w1, "W2": torch_w2, "W3": torch_w3, "W4": torch_w4, "W4T": torch_w4t},
     "jax": {"W1": jax_w1, "W2": jax_w2, "W3": jax_w3},
 }
 
