@@ -89,7 +89,8 @@ def generate(steps, feeds, variables, constants, outputs, updates, alias_of, mem
         emit(index[id(s)], s)
     lines.append(f"    return [{', '.join(out_names)}], [{', '.join(upd_names)}]")
     source = "\n".join(lines) + "\n"
-    exec(compile(source, filename, "exec"), env)  # our own generated text, never file content
+    code = "\n".join(line.split("  # ", 1)[0] for line in lines) + "\n"  # (comments cost compile time)
+    exec(compile(code, filename, "exec"), env)  # our own generated text, never file content
     run = env["run"]
     run.filename = filename
     return source, run, line_to_step
