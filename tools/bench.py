@@ -287,14 +287,14 @@ def w2_data(quick: bool) -> dict:
     return {"x": x, "labels": labels, "params": p, "lr": W2_LR, "ref": ref, "tol": tol}
 
 
-def w2_graphc(d: dict) -> System:
-    with gc.Graph("bench_w2"):
+def sgd_step_graphc(d: dict, name: str, logits_of) -> System:
+    """A graphc SGD training step on softmax cross-entropy of ``logits_of(x, variables)`` (W2, W4T);
+    its check starts from, and leaves, the initial parameters."""
+    with gc.Graph(name):
         x = gc.placeholder(d["x"].shape, "float32", name="x")
         labels = gc.placeholder(d["labels"].shape, "int64", name="labels")
         v = {k: gc.variable(a, name=k) for k, a in d["params"].items()}
-        h1 = gc.relu(x @ v["w1"] + v["b1"])
-        h2 = gc.relu(h1 @ v["w2"] + v["b2"])
-        loss = gc.mean(gc.softmax_cross_entropy(h2 @ v["w3"] + v["b3"], labels), name="loss")
+        loss = gc.mean(gc.softmax_cross_entropy(logits_of(x, v), labels), name="loss")
         grads = gc.grad(loss, list(v.values()))
         lr = d["lr"]
     step = gc.compile(loss, updates=[(var, var - lr * g) for var, g in zip(v.values(), grads)])
@@ -310,6 +310,16 @@ def w2_graphc(d: dict) -> System:
         return out
 
     return System(lambda: step(x=xv, labels=lv), result)
+
+
+def w2_mlp(x, v: dict):
+    h1 = gc.relu(x @ v["w1"] + v["b1"])
+    h2 = gc.relu(h1 @ v["w2"] + v["b2"])
+    return h2 @ v["w3"] + v["b3"]
+
+
+def w2_graphc(d: dict) -> System:
+    return sgd_step_graphc(d, "bench_w2", w2_mlp)
 
 
 def w2_numpy(d: dict) -> System:
@@ -541,26 +551,7 @@ def w4_graphc(d: dict) -> System:
 
 
 def w4t_graphc(d: dict) -> System:
-    with gc.Graph("bench_w4t"):
-        x = gc.placeholder(d["x"].shape, "float32", name="x")
-        labels = gc.placeholder(d["labels"].shape, "int64", name="labels")
-        v = {k: gc.variable(a, name=k) for k, a in d["params"].items()}
-        loss = gc.mean(gc.softmax_cross_entropy(w4_model(x, v), labels), name="loss")
-        grads = gc.grad(loss, list(v.values()))
-        lr = d["lr"]
-    step = gc.compile(loss, updates=[(var, var - lr * g) for var, g in zip(v.values(), grads)])
-    xv, lv = d["x"], d["labels"]
-
-    def result():
-        for k, var in v.items():
-            var.value = d["params"][k]
-        out = {"loss": np.asarray(step(x=xv, labels=lv))}
-        out.update({f"d_{k}": var.value - d["params"][k] for k, var in v.items()})
-        for k, var in v.items():  # time from the same starting point as every other system
-            var.value = d["params"][k]
-        return out
-
-    return System(lambda: step(x=xv, labels=lv), result)
+    return sgd_step_graphc(d, "bench_w4t", w4_model)
 
 
 class W4Layers:

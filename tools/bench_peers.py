@@ -27,7 +27,8 @@ def torch_w1(d):
     return run, None
 
 
-def torch_w2(d):
+def _torch_sgd_step(d, logits_of):
+    """A PyTorch SGD step on softmax cross-entropy of ``logits_of(x, params)`` (W2, W4T)."""
     import torch
 
     lr = d["lr"]
@@ -37,9 +38,7 @@ def torch_w2(d):
     def run():
         for t in p.values():
             t.grad = None
-        h1 = torch.relu(x @ p["w1"] + p["b1"])
-        h2 = torch.relu(h1 @ p["w2"] + p["b2"])
-        loss = torch.nn.functional.cross_entropy(h2 @ p["w3"] + p["b3"], labels)
+        loss = torch.nn.functional.cross_entropy(logits_of(x, p), labels)
         loss.backward()
         with torch.no_grad():
             for t in p.values():
@@ -59,6 +58,18 @@ def torch_w2(d):
         return out
 
     return run, result
+
+
+def _torch_w2_logits(x, p):
+    import torch
+
+    h1 = torch.relu(x @ p["w1"] + p["b1"])
+    h2 = torch.relu(h1 @ p["w2"] + p["b2"])
+    return h2 @ p["w3"] + p["b3"]
+
+
+def torch_w2(d):
+    return _torch_sgd_step(d, _torch_w2_logits)
 
 
 def _torch_w4_logits(x, p):
@@ -84,34 +95,7 @@ def torch_w4(d):
 
 
 def torch_w4t(d):
-    import torch
-
-    lr = d["lr"]
-    p = {k: torch.tensor(v, requires_grad=True) for k, v in d["params"].items()}
-    x, labels = torch.from_numpy(d["x"]), torch.from_numpy(d["labels"])
-
-    def run():
-        for t in p.values():
-            t.grad = None
-        loss = torch.nn.functional.cross_entropy(_torch_w4_logits(x, p), labels)
-        loss.backward()
-        with torch.no_grad():
-            for t in p.values():
-                t.add_(t.grad, alpha=-lr)
-        return loss.detach().numpy()
-
-    def result():
-        with torch.no_grad():
-            for k, t in p.items():
-                t.copy_(torch.from_numpy(d["params"][k]))
-        out = {"loss": run()}
-        out.update({f"d_{k}": t.detach().numpy() - d["params"][k] for k, t in p.items()})
-        with torch.no_grad():
-            for k, t in p.items():
-                t.copy_(torch.from_numpy(d["params"][k]))
-        return out
-
-    return run, result
+    return _torch_sgd_step(d, _torch_w4_logits)
 
 
 def torch_w3(d):
