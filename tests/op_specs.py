@@ -199,6 +199,11 @@ def _xent(logits, labels):
     return _logsumexp(logits, axis=-1) - picked
 
 
+def _xent_grad(logits, labels):
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True) - np.eye(logits.shape[-1])[labels]
+
+
 def _mul_no_nan(g, d):
     with np.errstate(invalid="ignore"):
         return np.where(g == 0, 0.0, g * d)
@@ -777,6 +782,14 @@ NN = [
             Bad(((2, 3), (3,)), gc.ShapeError, ("softmax_cross_entropy", "logits (2, 3) and labels (3,)")),
             Bad(((2, N(3)), (2,)), gc.ShapeError, ("softmax_cross_entropy", "number of classes", "(2, None)")),
         ),
+    ),
+    OpSpec(
+        "softmax_cross_entropy_grad",
+        lambda logits, labels: gc.ops.apply("softmax_cross_entropy_grad", logits, labels),
+        _xent_grad,
+        (Case(((2, 3), (2,))), Case(((2, 4, 3), (2, 4))), Case(((N(2), 3), (N(2),))), Case(((3,), ()))),
+        (REAL, ints(0, 3)),
+        bad=(Bad(((2, 3), (3,)), gc.ShapeError, ("softmax_cross_entropy_grad", "logits (2, 3) and labels (3,)")),),
     ),
 ]
 

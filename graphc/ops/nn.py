@@ -14,7 +14,7 @@ from ..ir.types import fmt_shape, normalize_axes
 from .elementwise import cast, erf, exp, identity, maximum, reciprocal, sqrt, stop_gradient, tanh, where
 from .reduce import _count, mean, sum
 from .registry import OPAQUE, OpDef, apply, register
-from .shape import expand_dims, one_hot, reshape, take
+from .shape import expand_dims, reshape, take
 from .state import as_tensor
 
 
@@ -35,8 +35,13 @@ def _float_same(x: TensorType, axis) -> TensorType:
     return x
 
 
+def _softmax_vjp(g, o, axis):
+    """The vector-Jacobian product of softmax at output o."""
+    return o * (g - sum(g * o, axis, keepdims=True))
+
+
 register(OpDef("softmax", OPAQUE, _float_same, _softmax_kernel,
-               lambda g, o, x, axis: (o * (g - sum(g * o, axis, keepdims=True)),),
+               lambda g, o, x, axis: (_softmax_vjp(g, o, axis),),
                doc="exp(x) / sum(exp(x)) along axis, computed stably."))  # fmt: skip
 register(OpDef("log_softmax", OPAQUE, _float_same, _log_softmax_kernel,
                lambda g, o, x, axis: (g - exp(o) * sum(g, axis, keepdims=True),),
@@ -73,20 +78,38 @@ def _xent_infer(logits: TensorType, labels: TensorType) -> TensorType:
     return TensorType(logits.shape[:-1], logits.dtype)
 
 
-def _xent_kernel(xp, logits, labels):
+def _rows(xp, logits, labels):
+    """(row index, label) pairs of every example, labels checked to lie in [0, classes)."""
     n = logits.shape[-1]
     if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= n):
         raise ValueError(f"labels must lie in [0, {n}): got values from {int(labels.min())} to {int(labels.max())}")
-    lse = _log_softmax_kernel(xp, logits, -1)
-    return -xp.take_along_axis(lse, labels[..., None].astype(np.intp, copy=False), axis=-1)[..., 0]
+    return xp.arange(labels.size), labels.reshape(-1).astype(np.intp, copy=False)
+
+
+def _xent_kernel(xp, logits, labels):
+    rows, cols = _rows(xp, logits, labels)
+    lse = _log_softmax_kernel(xp, logits, -1).reshape(-1, logits.shape[-1])
+    return xp.negative(lse[rows, cols]).reshape(labels.shape)
+
+
+def _xent_grad_kernel(xp, logits, labels):
+    rows, cols = _rows(xp, logits, labels)
+    p = _softmax_kernel(xp, logits, -1)
+    p.reshape(-1, logits.shape[-1])[rows, cols] -= 1  # (softmax returns a new contiguous array)
+    return p
 
 
 register(OpDef(
     "softmax_cross_entropy", OPAQUE, _xent_infer, _xent_kernel,
-    lambda g, o, logits, labels: (
-        expand_dims(g, -1) * (apply("softmax", logits, axis=logits.ndim - 1)
-                              - one_hot(labels, logits.shape[-1], logits.dtype)), None),
+    lambda g, o, logits, labels: (expand_dims(g, -1) * apply("softmax_cross_entropy_grad", logits, labels), None),
     nograd_inputs=(1,), doc="Per-example -log softmax(logits)[label], computed stably.",
+))  # fmt: skip
+register(OpDef(
+    "softmax_cross_entropy_grad", OPAQUE, lambda logits, labels: _xent_infer(logits, labels) and logits,
+    _xent_grad_kernel,
+    lambda g, o, logits, labels: (_softmax_vjp(g, apply("softmax", logits, axis=logits.ndim - 1), -1), None),
+    nograd_inputs=(1,),
+    doc="softmax(logits) - one_hot(labels): the gradient of softmax_cross_entropy by its logits, one kernel.",
 ))  # fmt: skip
 
 
