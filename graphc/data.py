@@ -8,6 +8,7 @@ overlaps the compiled step instead of adding to it (NumPy, I/O and ``time.sleep`
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import weakref
@@ -44,7 +45,10 @@ class DataLoader:
         Threads preparing batches; batches come out in order whichever finishes first.
     transform : callable, optional
         ``transform(batch) -> batch``, run in the worker threads (augmentation, normalization,
-        decoding). An exception in it is raised in the loop as ``DataLoaderError`` from it.
+        decoding). An exception in it is raised in the loop as ``DataLoaderError`` from it. A
+        transform with a parameter named ``rng`` is called ``transform(batch, rng=generator)``
+        with a NumPy Generator seeded by ``(seed, epoch, batch index)``: random augmentation
+        that is the same on every run, however many workers prepare the batches.
 
     Iterating starts epoch ``loader.epoch`` and advances it (``set_epoch`` to resume elsewhere).
     Leaving the loop early (``break``, an exception) or dropping the iterator stops its threads.
@@ -90,7 +94,7 @@ class DataLoader:
     def __iter__(self):
         epoch, self.epoch = self.epoch, self.epoch + 1
         make = _BatchMaker(self._arrays, self._kind, self._keys, lambda: self.order(epoch), self.batch_size,
-                           self.transform)  # fmt: skip
+                           _per_batch(self.transform, self.seed, epoch))  # fmt: skip
         if self.prefetch == 0:
             return _SyncIterator(make, len(self))
         return _PrefetchIterator(make, len(self), max(self.prefetch, self.workers), self.workers)
@@ -117,7 +121,25 @@ class _BatchMaker:
             batch = dict(zip(self.keys, parts))
         else:
             batch = tuple(parts) if self.kind == "tuple" else parts[0]
-        return batch if self.transform is None else self.transform(batch)
+        return batch if self.transform is None else self.transform(batch, i)
+
+
+def _per_batch(transform, seed, epoch):
+    """``transform`` as ``f(batch, i)``; one that declares a parameter ``rng`` gets a Generator of
+    its own for every batch, drawn from (seed, epoch, i), so no worker depends on another's draws."""
+    if transform is None:
+        return None
+    try:
+        seeded = "rng" in inspect.signature(transform).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        seeded = False
+
+    def apply(batch, i):
+        if seeded:
+            return transform(batch, rng=np.random.default_rng([seed, epoch, i]))
+        return transform(batch)
+
+    return apply
 
 
 def _failure(i: int, exc: BaseException, where: str) -> DataLoaderError:

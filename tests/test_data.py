@@ -80,6 +80,34 @@ def test_epochs_reshuffle_deterministically_from_seed_and_epoch():
     assert epochs(gc.data.DataLoader(y, batch_size=8, shuffle=False), 1)[0] == list(range(50))
 
 
+def test_a_transform_asking_for_rng_gets_one_per_batch_whatever_the_workers():
+    x, _ = _arrays(40)
+
+    def jitter(batch, rng):  # a random augmentation: its noise must not depend on scheduling
+        return batch + rng.normal(size=batch.shape).astype(batch.dtype)
+
+    def run(**kw):
+        loader = gc.data.DataLoader(x, batch_size=6, seed=3, transform=jitter, **kw)
+        return [[b.copy() for b in loader] for _ in range(2)]
+
+    one = run(prefetch=0)
+    for kw in ({"prefetch": 2, "workers": 1}, {"prefetch": 4, "workers": 3}):
+        for e1, e2 in zip(one, run(**kw)):
+            for b1, b2 in zip(e1, e2):
+                np.testing.assert_array_equal(b1, b2)
+    # batch i of epoch e: the loader's rows plus the draws of default_rng([seed, e, i])
+    loader = gc.data.DataLoader(x, batch_size=6, seed=3)
+    for epoch in range(2):
+        order = loader.order(epoch)
+        for i, got in enumerate(one[epoch]):
+            rows = x[order[i * 6 : (i + 1) * 6]]
+            noise = np.random.default_rng([3, epoch, i]).normal(size=rows.shape).astype(np.float32)
+            np.testing.assert_array_equal(got, rows + noise)
+    # a transform without an rng parameter is called with the batch alone
+    plain = gc.data.DataLoader(x, batch_size=6, shuffle=False, transform=lambda batch: batch * 2)
+    np.testing.assert_array_equal(next(iter(plain)), x[:6] * 2)
+
+
 def test_order_is_preserved_when_a_later_batch_finishes_first():
     """Batch 0's transform cannot finish until batch 1's has: with two workers, batch 1 is ready
     first, and the loader must still yield batch 0 first."""
