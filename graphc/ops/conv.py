@@ -187,10 +187,14 @@ def _conv_kernel(xp, x, w, stride, padding, dilation, groups, out=None):
     return out
 
 
-def _conv_grad_input_infer(g: TensorType, w: TensorType, ref: TensorType, **attrs) -> TensorType:
-    want = _conv_infer(ref, w, **attrs)
-    if g.dtype != w.dtype or not compatible(want.shape, g.shape):
+def _check_output_grad(g: TensorType, want: TensorType) -> None:
+    """A convolution gradient's incoming g must have the type of the convolution's output."""
+    if g.dtype != want.dtype or not compatible(want.shape, g.shape):
         raise ShapeError(f"gradient {TensorType(g.shape, g.dtype)} does not match the convolution's output {want}")
+
+
+def _conv_grad_input_infer(g: TensorType, w: TensorType, ref: TensorType, **attrs) -> TensorType:
+    _check_output_grad(g, _conv_infer(ref, w, **attrs))
     return TensorType(ref.shape, g.dtype)
 
 
@@ -229,9 +233,7 @@ def _conv_grad_input_kernel(xp, g, w, ref, stride, padding, dilation, groups, ou
 
 
 def _conv_grad_weight_infer(x: TensorType, g: TensorType, ref: TensorType, **attrs) -> TensorType:
-    want = _conv_infer(x, ref, **attrs)
-    if g.dtype != x.dtype or not compatible(want.shape, g.shape):
-        raise ShapeError(f"gradient {TensorType(g.shape, g.dtype)} does not match the convolution's output {want}")
+    _check_output_grad(g, _conv_infer(x, ref, **attrs))
     return TensorType(ref.shape, x.dtype)
 
 
