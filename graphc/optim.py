@@ -135,7 +135,8 @@ class Optimizer:
         return g + self.weight_decay * p if self.weight_decay else g
 
     def _update(self, p, g, lr, t) -> list[tuple]:
-        raise NotImplementedError
+        """[(variable, new value), ...] for parameter p with gradient g (every optimizer defines it)."""
+        raise GraphError(f"{type(self).__name__}: an Optimizer subclass must define _update(self, p, g, lr, t)")
 
 
 class SGD(Optimizer):

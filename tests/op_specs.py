@@ -199,6 +199,10 @@ def _xent(logits, labels):
     return _logsumexp(logits, axis=-1) - picked
 
 
+# logits and integer labels: batched, with extra leading dims, an unknown batch, a single example
+XENT_CASES = (Case(((2, 3), (2,))), Case(((2, 4, 3), (2, 4))), Case(((N(2), 3), (N(2),))), Case(((3,), ())))
+
+
 def _xent_grad(logits, labels):
     e = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True) - np.eye(logits.shape[-1])[labels]
@@ -768,7 +772,7 @@ NN = [
         "softmax_cross_entropy",
         gc.softmax_cross_entropy,
         _xent,
-        (Case(((2, 3), (2,))), Case(((2, 4, 3), (2, 4))), Case(((N(2), 3), (N(2),))), Case(((3,), ()))),
+        XENT_CASES,
         (REAL, ints(0, 3)),
         second_order=True,
         bad=(
@@ -787,7 +791,7 @@ NN = [
         "softmax_cross_entropy_grad",
         lambda logits, labels: gc.ops.apply("softmax_cross_entropy_grad", logits, labels),
         _xent_grad,
-        (Case(((2, 3), (2,))), Case(((2, 4, 3), (2, 4))), Case(((N(2), 3), (N(2),))), Case(((3,), ()))),
+        XENT_CASES,
         (REAL, ints(0, 3)),
         bad=(Bad(((2, 3), (3,)), gc.ShapeError, ("softmax_cross_entropy_grad", "logits (2, 3) and labels (3,)")),),
     ),

@@ -409,3 +409,13 @@ def test_small_cnn_trains_and_shares_weights_between_modes(rng):
     assert losses[-1] < 0.5 * losses[0]
     assert not np.allclose(first, predict(x=xv))  # inference reads the trained weights
     np.testing.assert_allclose(predict(x=xv).sum(1), 1, rtol=1e-5)
+
+
+def test_a_layer_subclass_without_call_says_what_it_lacks():
+    class Nothing(gc.nn.Layer):
+        pass
+
+    with gc.Graph():
+        x = gc.placeholder((None, 3), name="x")
+        with pytest.raises(gc.GraphError, match=r"Nothing: a Layer subclass must define call\(self, x, training\)"):
+            Nothing()(x)

@@ -277,3 +277,13 @@ def test_mlp_with_adam_learns_a_separable_problem():
     history = gc.nn.fit(step, loader, epochs=40, progress=False)
     assert history["loss"][-1] < 0.5 * history["loss"][0]
     assert predict(x=x_all, y=y_all) >= 0.95
+
+
+def test_an_optimizer_subclass_without_update_says_what_it_lacks():
+    class Idle(gc.optim.Optimizer):
+        pass
+
+    with gc.Graph():
+        w = gc.variable(np.ones(3), name="w")
+        with pytest.raises(gc.GraphError, match=r"Idle: an Optimizer subclass must define _update"):
+            Idle(0.1).minimize(gc.sum(w * w))

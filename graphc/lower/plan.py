@@ -44,6 +44,7 @@ class Plan:
     feeds_in_order: bool  # feed_order is 0, 1, 2 ...
     variable_names: tuple
     constant_values: tuple
+    dynamic_updates: bool  # an update's shape is known only at run time (the executor checks it)
 
 
 def _inplace_updates(program: Program, compute: list) -> dict:
@@ -54,8 +55,6 @@ def _inplace_updates(program: Program, compute: list) -> dict:
     the variable, and no other in-place update reads the variable (they all run last). Reading
     a view of a variable (its transpose) counts as reading it, and is not element by element.
     """
-    if any(None in t.shape for _, t in program.updates):
-        return {}  # a shape known only at run time is checked before any update is applied
     users = program.consumers()
     var_node = {n.name: n for n in program.nodes if n.op == "variable"}
     cands = {}
@@ -97,7 +96,10 @@ def lower(program: Program, backend, check_numerics: bool = False, placeholder_n
             vid[t] = len(vid)
     sources = [n for n in program.nodes if REGISTRY[n.op].kind == SOURCE]
     compute = [n for n in program.nodes if REGISTRY[n.op].kind != SOURCE]
-    inplace = _inplace_updates(program, compute)
+    # an update whose shape is known only at run time is checked by the executor before any update
+    # is applied, so none may be written in place while the plan runs
+    dynamic_updates = any(None in t.shape for _, t in program.updates)
+    inplace = {} if dynamic_updates else _inplace_updates(program, compute)
     last = [n for n in compute if n.outputs[0] in inplace]
     compute = [n for n in compute if n.outputs[0] not in inplace] + last
     var_index = {n.name: i for i, n in enumerate(n for n in sources if n.op == "variable")}
@@ -149,7 +151,7 @@ def lower(program: Program, backend, check_numerics: bool = False, placeholder_n
                 feed_order=tuple(placeholder_names.index(name) for _, name in feeds),
                 feeds_in_order=[name for _, name in feeds] == placeholder_names,
                 variable_names=tuple(name for _, name in variables),
-                constant_values=tuple(c for _, c in constants))  # fmt: skip
+                constant_values=tuple(c for _, c in constants), dynamic_updates=dynamic_updates)  # fmt: skip
 
 
 def make_arena(plan: Plan, xp) -> list:

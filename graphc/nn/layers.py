@@ -109,7 +109,8 @@ class Layer:
         """Create the layer's variables from the first input (nothing for stateless layers)."""
 
     def call(self, x: Tensor, training: bool) -> Tensor:
-        raise NotImplementedError
+        """The layer's output for ``x`` (every layer class defines it)."""
+        raise GraphError(f"{type(self).__name__}: a Layer subclass must define call(self, x, training)")
 
     def _claim_name(self, graph) -> None:
         name = graph.unique_scope(self.name or self.kind)

@@ -218,10 +218,10 @@ class Function:
                 with graph.lock:  # updating calls are serialized; each sees the pre-call values
                     outs, new = self._run(plan, F, [variables[n] for n in plan.variable_names], plan.constant_values, B)
                     new = [backend.to_host(value) for value in new]
-                    for (name, _), value in zip(plan.updates, new):  # (shapes known only at run time)
-                        if value.shape != variables[name].shape:
-                            _check_update_shape(name, variables[name].shape, value.shape, dict(zip(
-                                [n for n, _ in self._placeholders], signature)))  # fmt: skip
+                    if plan.dynamic_updates:  # (static update shapes were checked when the plan was made)
+                        feeds = dict(zip([n for n, _ in self._placeholders], signature))
+                        for (name, _), value in zip(plan.updates, new):
+                            _check_update_shape(name, variables[name].shape, value.shape, feeds)
                     for (name, _), value in zip(plan.updates, new):
                         variables[name] = value
             else:
