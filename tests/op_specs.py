@@ -246,6 +246,10 @@ def _one_hot(idx, depth, dtype="float32"):
     return out
 
 
+def _matmul(a, b, transpose_a=False, transpose_b=False):
+    return np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a, np.swapaxes(b, -1, -2) if transpose_b else b)
+
+
 def _count(x, axes):
     return np.asarray(math.prod(x.shape[a] for a in axes), dtype=x.dtype)
 
@@ -348,6 +352,8 @@ ELEMENTWISE = [
     _unary("cos", gc.cos, np.cos, second_order=True),
     _unary("tanh", gc.tanh, np.tanh, second_order=True),
     _unary("sigmoid", gc.sigmoid, _sigmoid, second_order=True),
+    _binary("tanh_grad", gc.ops.tanh_grad, lambda o, g: g * (1 - o * o), second_order=True),
+    _binary("sigmoid_grad", gc.ops.sigmoid_grad, lambda o, g: g * o * (1 - o), second_order=True),
     _unary("relu", gc.relu, lambda x: np.where(x > 0, x, 0.0), NONZERO),
     _unary("softplus", gc.softplus, lambda x: np.log1p(np.exp(x)), second_order=True),
     _unary("erf", gc.erf, _erf, second_order=True),
@@ -726,9 +732,13 @@ LINALG = [
     OpSpec(
         "matmul",
         gc.matmul,
-        np.matmul,
+        _matmul,
         (
             Case(((2, 3), (3, 4))),
+            Case(((3, 2), (3, 4)), {"transpose_a": True}),
+            Case(((2, 3), (4, 3)), {"transpose_b": True}),
+            Case(((2, 1, 3, 2), (3, 4, 3)), {"transpose_a": True, "transpose_b": True}),
+            Case(((N(3), 2), (N(3), 4)), {"transpose_a": True}),
             Case(((2, 2, 3), (3, 4))),
             Case(((2, 1, 2, 3), (3, 3, 2))),
             Case(((3,), (3, 4))),
@@ -742,6 +752,13 @@ LINALG = [
             Bad(((2, 3), (4, 5)), gc.ShapeError, ("matmul", "(2, 3) @ (4, 5)", "inner dimensions 3 and 4")),
             Bad(((2, 2, 3), (3, 3, 4)), gc.ShapeError, ("matmul", "batch dims", "(2, 2, 3) @ (3, 3, 4)")),
             Bad(((), (3,)), gc.ShapeError, ("matmul", "scalar operands", "() @ (3,)")),
+            Bad(
+                ((2, 3), (4, 5)),
+                gc.ShapeError,
+                ("matmul", "(2, 3) @ (5, 4) (operands read transposed: b)", "inner dimensions 3 and 5"),
+                {"transpose_b": True},
+            ),
+            Bad(((3,), (3, 4)), gc.ShapeError, ("matmul", "transpose_a", "(3,)"), {"transpose_a": True}),
         ),
     ),
 ]

@@ -111,6 +111,14 @@ RULE_CASES = [
     (S.transpose_identity, lambda p: gc.exp(gc.transpose(p.x, (0, 1))), ["exp"]),
     (S.transpose_transpose, lambda p: gc.exp(gc.transpose(gc.transpose(p.x))), ["exp"]),
     (S.transpose_transpose, lambda p: gc.transpose(gc.transpose(p.w, (1, 2, 0)), (1, 2, 0)), ["transpose"]),
+    (S.matmul_of_transpose, lambda p: gc.transpose(p.x) @ p.y, ["matmul"]),
+    (S.matmul_of_transpose, lambda p: p.x @ gc.transpose(p.y), ["matmul"]),
+    (S.matmul_of_transpose, lambda p: gc.transpose(p.w, (0, 2, 1)) @ p.w, ["matmul"]),
+    (  # a transpose read transposed is the operand itself
+        S.matmul_of_transpose,
+        lambda p: gc.matmul(gc.transpose(p.x), gc.transpose(p.y), transpose_a=True),
+        ["matmul"],
+    ),
     (S.reshape_chain, lambda p: gc.reshape(gc.reshape(p.x, (12,)), (4, 3)), ["reshape"]),
     (S.reshape_chain, lambda p: gc.exp(gc.reshape(gc.reshape(p.x, (12,)), (3, 4))), ["exp"]),
     (S.same_shape_noop, lambda p: gc.exp(gc.broadcast_to(p.x, (3, 4))), ["exp"]),
@@ -214,6 +222,7 @@ NO_FIRE_CASES = [
     (S.pool_before_map, lambda p: gc.max_pool2d(1.0 - p.img, 2)),  # decreasing in x
     (S.pool_grad_mask, lambda p: _relu_pool_grad(p, mask_of=lambda h: h * 2.0)),  # the mask reads another tensor
     (S.pool_grad_mask, lambda p: _relu_pool_grad(p, c=gc.constant(np.full((2, 3, 4, 6), 0.5)))),  # c not a scalar
+    (S.matmul_of_transpose, lambda p: gc.transpose(p.w, (1, 0, 2)) @ gc.constant(np.ones((4, 2)))),  # not the last two
     (Z.log1p_rule, lambda p: gc.log(gc.constant(ONES) + p.v)),
     (Z.expm1_rule, lambda p: gc.exp(p.v) - gc.constant(ONES)),
 ]

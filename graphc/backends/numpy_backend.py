@@ -80,6 +80,7 @@ class FusedKernel:
         body = node.attrs["body"]
         self.reduce = node.attrs.get("reduce")
         self.matmul = node.op == "fused_matmul"
+        self.flags = (node.attrs.get("transpose_a", False), node.attrs.get("transpose_b", False))
         self.out_type = node.types[0]
         in_types = [t.type for t in node.inputs]
         if self.matmul:  # body input 0 is the GEMM result, which has the output's type
@@ -100,8 +101,9 @@ class FusedKernel:
         self.tail = () if self.flat else tuple(shape[1:])
         dtypes = [np.dtype(d) for _op, _a, _at, d in body]
         self.scratch_dtypes = dtypes if self.reduce is not None else dtypes[:-1]
+        gemm_flags = self.flags if self.matmul else None
         self.whole, self.blocks, self.source = _generate(
-            body, len(in_types), self.sliced, self.out_type, self.matmul, self.reduce, self.full_reduce
+            body, len(in_types), self.sliced, self.out_type, gemm_flags, self.reduce, self.full_reduce
         )
 
     def __call__(self, *arrays, out=None):
@@ -109,7 +111,7 @@ class FusedKernel:
             out = np.empty(self.out_type.shape, self.out_type.dtype)
         if self.matmul:
             a, b, *rest = arrays
-            arrays = (gemm(np, a, b, out), *rest)
+            arrays = (gemm(np, a, b, out, *self.flags), *rest)
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
             if self.flat:
                 arrays = [a.reshape(-1) if s else np.asarray(a).reshape(()) for a, s in zip(arrays, self.sliced)]
@@ -143,8 +145,9 @@ class FusedKernel:
                 self.blocks(*arrays, target, full_hi, hi, m, *(s[:m] for s in scratch))
 
 
-def _generate(body, n_in: int, sliced, out_type, matmul: bool, reduce, full_reduce: bool) -> tuple:
-    """Source for ``whole(*inputs, out=None)`` (a matmul's operands first for ``fused_matmul``) and
+def _generate(body, n_in: int, sliced, out_type, gemm_flags, reduce, full_reduce: bool) -> tuple:
+    """Source for ``whole(*inputs, out=None)`` (for ``fused_matmul``, ``gemm_flags`` holds the
+    GEMM's transpose flags and its operands come first) and
     ``blocks(*inputs, out, lo, hi, step, *scratch)``; small kernels skip warnings for speed.
 
     With a reduction, the body's result goes to scratch and is reduced into ``out[start:stop]``
@@ -166,12 +169,12 @@ def _generate(body, n_in: int, sliced, out_type, matmul: bool, reduce, full_redu
         env["R"] = getattr(np, reduce[0])
         env["AXES"], env["KEEPDIMS"] = reduce[1], reduce[2]
 
-    params = ["a", "b", *ins[1:]] if matmul else ins
+    params = ["a", "b", *ins[1:]] if gemm_flags is not None else ins
     whole = [f"def whole({', '.join(params)}, out=None):"]
     whole.append("    if out is None:")
     whole.append("        out = np.empty(SHAPE, DTYPE)")
-    if matmul:
-        whole.append("    x0 = gemm(np, a, b, out)")
+    if gemm_flags is not None:
+        whole.append(f"    x0 = gemm(np, a, b, out, {gemm_flags[0]}, {gemm_flags[1]})")
     vals = list(ins)
     for i, (fn, args) in enumerate(calls):
         dst = "out" if i == last and reduce is None else "None"

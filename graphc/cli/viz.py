@@ -124,8 +124,9 @@ def view(nodes, outputs=(), updates=(), title: str = "graph") -> View:
             args: list = list(node.inputs)  # body arg i: a tensor (an input) or the id of an inner box
             if node.op == "fused_matmul":  # body arg 0 is the GEMM's result: drawn as an inner matmul
                 mm = f"{node.name}/matmul"
-                add(VNode(mm, "inner", ["matmul"], f"matmul of {node.inputs[0].name} and {node.inputs[1].name}",
-                          node.name))  # fmt: skip
+                flags = _attrs_text({k: v for k, v in node.attrs.items() if k != "reduce"})  # transpose_a/b
+                add(VNode(mm, "inner", ["matmul", *([flags] if flags else [])],
+                          f"matmul of {node.inputs[0].name} and {node.inputs[1].name}", node.name))  # fmt: skip
                 edge(node.inputs[0], mm)
                 edge(node.inputs[1], mm)
                 args = [mm, *node.inputs[2:]]

@@ -4,8 +4,8 @@ from .elementwise import (
     abs, add, cast, ceil, clip, cos, divide, equal, erf, exp, expm1, floor, greater, greater_equal,
     identity, less, less_equal, log, log1p, logical_and, logical_not, logical_or, logical_xor,
     maximum, minimum, mul_no_nan, multiply, negative, not_equal, ones_like, power, reciprocal, relu,
-    round, sigmoid, sign, sin, softplus, sqrt, square, stop_gradient, subtract, tanh, where,
-    zeros_like,
+    round, sigmoid, sigmoid_grad, sign, sin, softplus, sqrt, square, stop_gradient, subtract, tanh,
+    tanh_grad, where, zeros_like,
 )  # fmt: skip
 from . import fused  # noqa: F401  (registers the fused ops)
 from .control import cond, foldl, foldr, map_fn, scan, while_loop

@@ -163,8 +163,31 @@ reciprocal = _op("reciprocal", "reciprocal",
                  lambda g, o, x: (mul_no_nan(g, negative(square(o))),), "(1 / {0})", "1 / x")  # fmt: skip
 sin = _op("sin", "sin", lambda g, o, x: (g * cos(x),), "sin({0})", "Sine.")
 cos = _op("cos", "cos", lambda g, o, x: (negative(g * sin(x)),), "cos({0})", "Cosine.")
-tanh = _op("tanh", "tanh", lambda g, o, x: (g * (1 - square(o)),), "tanh({0})",
-           "Hyperbolic tangent.")  # fmt: skip
+
+
+# -- activation gradients as one op each (TensorFlow's TanhGrad, SigmoidGrad): a deep net's
+# gradient graph then has one node per activation instead of three, which is a third less work
+# for every pass and for lowering; they fuse like any elementwise op. Inputs: the activation's
+# output o and the upstream gradient g.
+def _tanh_grad_kernel(xp, o, g, out=None):
+    t = xp.multiply(o, o, out=xp.empty_like(o))  # (a temporary: out may alias o or g)
+    xp.subtract(1, t, out=t)
+    return xp.multiply(g, t, out=out)
+
+
+def _sigmoid_grad_kernel(xp, o, g, out=None):
+    t = xp.subtract(1, o, out=xp.empty_like(o))  # (a temporary: out may alias o or g)
+    xp.multiply(t, o, out=t)
+    return xp.multiply(g, t, out=out)
+
+
+tanh_grad = _op("tanh_grad", _tanh_grad_kernel,
+                lambda gg, _, o, g: (gg * g * (-2 * o), tanh_grad(o, gg)),
+                "({1} * (1 - {0} * {0}))", "g * (1 - o * o): tanh's gradient from its output o.")  # fmt: skip
+sigmoid_grad = _op("sigmoid_grad", _sigmoid_grad_kernel,
+                   lambda gg, _, o, g: (gg * g * (1 - 2 * o), sigmoid_grad(o, gg)),
+                   "({1} * {0} * (1 - {0}))", "g * o * (1 - o): sigmoid's gradient from its output o.")  # fmt: skip
+tanh = _op("tanh", "tanh", lambda g, o, x: (tanh_grad(o, g),), "tanh({0})", "Hyperbolic tangent.")
 
 
 def _sigmoid_kernel(xp, x, out=None):
@@ -174,7 +197,7 @@ def _sigmoid_kernel(xp, x, out=None):
     return xp.reciprocal(xp.add(e, 1, out=out), out=out)
 
 
-sigmoid = _op("sigmoid", _sigmoid_kernel, lambda g, o, x: (g * (o * (1 - o)),),
+sigmoid = _op("sigmoid", _sigmoid_kernel, lambda g, o, x: (sigmoid_grad(o, g),),
               "(1 / (1 + exp(-{0})))", "1 / (1 + exp(-x)), stable for large |x|.")  # fmt: skip
 _ZEROS: dict = {}  # dtype -> a read-only zeros vector, grown on demand (see _zeros)
 

@@ -86,23 +86,26 @@ register(OpDef("fused_elementwise", FUSED, _fused_infer, _fused_kernel, _fused_g
                doc="A fused cluster of elementwise ops, one kernel."))  # fmt: skip
 
 
-def _matmul_infer(a: TensorType, b: TensorType, *rest: TensorType, body, **_) -> TensorType:
+def _matmul_infer(a: TensorType, b: TensorType, *rest: TensorType, body, transpose_a=False, transpose_b=False,
+                  **_) -> TensorType:  # fmt: skip
     from .linalg import _matmul_infer as mm
 
-    return TensorType(mm(a, b).shape, np.dtype(body[-1][3]))
+    return TensorType(mm(a, b, transpose_a, transpose_b).shape, np.dtype(body[-1][3]))
 
 
-def _matmul_kernel(xp, a, b, *rest, body, out=None):
-    mm = gemm(xp, a, b, out)  # the GEMM writes the planned buffer; the epilogue runs in place
+def _matmul_kernel(xp, a, b, *rest, body, transpose_a=False, transpose_b=False, out=None):
+    mm = gemm(xp, a, b, out, transpose_a, transpose_b)  # the GEMM writes the planned buffer; the epilogue runs in place
     return run_body(xp, body, (mm, *rest), out=mm)
 
 
-def _matmul_grad(g, out, a, b, *rest, body):
+def _matmul_grad(g, out, a, b, *rest, body, transpose_a=False, transpose_b=False):
     from ..autodiff import grad
+    from .linalg import mm
 
     inputs = [a, b, *rest]
-    return tuple(grad(_inline([a @ b, *rest], body), inputs, grad_ys=g))
+    return tuple(grad(_inline([mm(a, b, transpose_a, transpose_b), *rest], body), inputs, grad_ys=g))
 
 
 register(OpDef("fused_matmul", FUSED, _matmul_infer, _matmul_kernel, _matmul_grad,
-               doc="matmul followed by an elementwise epilogue (bias, activation) applied in place."))  # fmt: skip
+               doc="matmul (with its transpose_a/transpose_b flags) followed by an elementwise epilogue "
+                   "(bias, activation) applied in place."))  # fmt: skip

@@ -200,9 +200,9 @@ def _batchable(n, kind: dict) -> bool:
     rank = n.types[0].ndim
     if REGISTRY[n.op].kind == ELEMENTWISE:
         return all(t.ndim == rank if kind[t] == "x" else t.ndim <= rank for t in n.inputs)
-    if n.op == "matmul":
+    if n.op == "matmul":  # rows of a stack along the steps (not when a is read transposed)
         a, b = n.inputs
-        return kind[a] == "x" and a.ndim >= 1 and kind[b] == "inv" and b.ndim == 2
+        return kind[a] == "x" and a.ndim >= 1 and kind[b] == "inv" and b.ndim == 2 and "transpose_a" not in n.attrs
     return False
 
 
@@ -239,7 +239,7 @@ def _batch_free_work(rw: Rewriter, node, inputs):
                    for t in n.inputs]  # fmt: skip
             if n.op == "matmul" and ins[0].ndim > 2:  # all steps' rows in one GEMM
                 lead, k = ins[0].shape[:-1], ins[0].shape[-1]
-                flat = apply("matmul", apply("reshape", ins[0], shape=(-1, k)), ins[1])
+                flat = apply("matmul", apply("reshape", ins[0], shape=(-1, k)), ins[1], **n.attrs)
                 out = apply("reshape", flat, shape=(*lead, n.types[0].shape[-1]))
             else:
                 out = apply(n.op, *ins, **n.attrs)
@@ -261,7 +261,8 @@ def _batch_free_work(rw: Rewriter, node, inputs):
 
 def _accumulator(step: Subgraph, i: int, users: dict):
     """(kind, tensors) when carry i only accumulates: out_i = p_i + g, and nothing else reads p_i
-    or out_i; kind "outer" for g = u.T @ v (tensors u, v), "sum" for g = sum(v, axis 0)."""
+    or out_i; kind "outer" for g = u.T @ v (tensors u, v; the gradient of a matmul reads u with
+    transpose_a), "sum" for g = sum(v, axis 0)."""
     p, out = step.params[i], step.outputs[i]
     add = out.node
     if add.op != "add" or p not in add.inputs or users.get(p, 0) != 1 or users.get(out, 0) != 0:
@@ -272,9 +273,13 @@ def _accumulator(step: Subgraph, i: int, users: dict):
     if g == p or g.type != out.type:
         return None
     gn = g.node
-    if gn.op == "matmul" and gn.inputs[0].node.op == "transpose" and gn.inputs[0].node.attrs["axes"] == (1, 0):
-        u, v = gn.inputs[0].node.inputs[0], gn.inputs[1]
-        if u.ndim == 2 and v.ndim == 2:
+    if gn.op == "matmul":
+        u, v = gn.inputs
+        if not gn.attrs and u.node.op == "transpose" and u.node.attrs["axes"] == (1, 0):
+            u = u.node.inputs[0]
+        elif gn.attrs != {"transpose_a": True}:
+            u = None
+        if u is not None and u.ndim == 2 and v.ndim == 2:
             return "outer", (u, v)
     if gn.op == "sum" and gn.attrs["axes"] == (0,) and not gn.attrs["keepdims"] and gn.inputs[0].ndim == 2:
         return "sum", (gn.inputs[0],)
@@ -315,7 +320,7 @@ def _sum_after(rw: Rewriter, node, inputs):
             stacks = [whole[t] for t in ts]
             if kind == "outer":
                 u, v = (apply("reshape", s, shape=(-1, s.shape[-1])) for s in stacks)
-                total = apply("matmul", apply("transpose", u, axes=(1, 0)), v)
+                total = apply("matmul", u, v, transpose_a=True)
             else:
                 total = apply("sum", stacks[0], axes=(0, 1), keepdims=False)
             res[i] = apply("add", inputs[i], total)

@@ -144,6 +144,7 @@ def fuse(program: Program):
         attrs = {"body": body}
         if mm is not None:
             inputs = (*rw.inputs_of(mm), *(rw.mapping.get(t, t) for t in externals[1:]))
+            attrs.update(mm.attrs)  # the GEMM's transpose flags
             op = "fused_matmul"
             rw.note("fuse", "matmul epilogue", [mm, *members], f"{len(members)} ops applied in place after the GEMM")
         else:

@@ -133,6 +133,25 @@ def transpose_transpose(rw, node, inputs):
     return x if perm == tuple(range(len(perm))) else ops.transpose(x, perm)
 
 
+def matmul_of_transpose(rw, node, inputs):
+    """matmul(transpose(a), b) -> matmul(a, b, transpose_a) (and for b) when the transpose swaps
+    the last two dims: BLAS reads the operand transposed, with no transpose node"""
+    flags = dict(node.attrs)
+    operands = list(inputs)
+    for i, key in enumerate(("transpose_a", "transpose_b")):
+        t = producer(operands[i], "transpose")
+        if t is not None and t.inputs[0].ndim >= 2 and t.attrs["axes"] == _last_two_swapped(t.inputs[0].ndim):
+            operands[i] = t.inputs[0]
+            flags[key] = not flags.get(key, False)
+    if operands == list(inputs):
+        return None
+    return apply("matmul", *operands, name=node.name, **{k: True for k, v in flags.items() if v})  # (errors name it)
+
+
+def _last_two_swapped(n: int) -> tuple:
+    return (*range(n - 2), n - 1, n - 2)
+
+
 def transpose_identity(rw, node, inputs):
     """transpose(x, (0, 1, ..., n-1)) -> x"""
     if node.attrs["axes"] == tuple(range(len(node.attrs["axes"]))):
@@ -336,6 +355,7 @@ RULES = {
     "divide": [div_one, div_const],
     "power": [pow_const],
     "transpose": [transpose_identity, transpose_transpose],
+    "matmul": [matmul_of_transpose],
     "reshape": [reshape_chain],
     "reshape_like": [same_shape_noop, reshape_chain],
     "broadcast_to": [same_shape_noop],

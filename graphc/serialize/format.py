@@ -123,6 +123,8 @@ ATTRIBUTES = {
     "axis": (lambda v: v is None or _int(v, 0, MAX_RANK - 1), "an axis in [0, 32) or null"),
     "keepdims": (lambda v: isinstance(v, bool), "a bool"),
     "trainable": (lambda v: isinstance(v, bool), "a bool"),
+    "transpose_a": (lambda v: v is True, "true (omitted when false)"),
+    "transpose_b": (lambda v: v is True, "true (omitted when false)"),
     "shape": (lambda v: _tuple_of(v, lambda d: d is None or _int(d, -1), MAX_RANK), "a list of ints or nulls"),
     "sections": (
         lambda v: _int(v, 1, MAX_OUTPUTS) or _tuple_of(v, _int, MAX_OUTPUTS - 1),
