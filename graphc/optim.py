@@ -32,7 +32,7 @@ def trainable_parameters(loss: Tensor) -> list[Variable]:
             if t.node not in seen and edge_kind(node, i) == DIFF:
                 seen.add(t.node)
                 stack.append(t.node)
-    return [Variable(n, 0) for n in sorted(found, key=lambda n: n.id)]
+    return [n.outputs[0] for n in sorted(found, key=lambda n: n.id)]
 
 
 def clip_by_global_norm(grads: list[Tensor], clip_norm: float) -> tuple[list[Tensor], Tensor]:

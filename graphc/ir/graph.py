@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import GraphError
 from .source import Source
-from .tensor import Tensor
+from .tensor import Tensor, Variable
 from .types import TensorType
 
 
@@ -37,7 +37,10 @@ class Node:
         self.name = name
         self.source = source
         self.graph = graph
-        self.outputs = (Tensor(self, 0),) if len(types) == 1 else tuple(Tensor(self, i) for i in range(len(types)))
+        if op == "variable":
+            self.outputs = (Variable(self, 0),)
+        else:
+            self.outputs = (Tensor(self, 0),) if len(types) == 1 else tuple(Tensor(self, i) for i in range(len(types)))
 
     def __repr__(self) -> str:
         return f"Node({self.name!r}, op={self.op})"

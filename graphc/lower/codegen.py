@@ -33,12 +33,19 @@ def generate(steps, feeds, variables, constants, outputs, updates, alias_of, mem
     filename = f"<graphc plan {next(_counter)}>"
     env = {"_check": _check_finite, "_asarray": np.asarray}
     lines = ["def run(F, V, C, B):"]
-    for i, (v, name) in enumerate(feeds):
-        lines.append(f"    v{v} = F[{i}]  # feed '{name}'")
-    for i, (v, name) in enumerate(variables):
-        lines.append(f"    v{v} = V[{i}]  # variable '{name}'")
-    for i, (v, _arr) in enumerate(constants):
-        lines.append(f"    v{v} = C[{i}]  # constant {types[v]}")
+
+    def unpack(names, comments, sequence):
+        """One assignment of a whole sequence to local names (a line per name, for explain):
+        compiles faster than a subscript per name or per use."""
+        if names:
+            lines.extend(f"    {'(' if i == 0 else ' '}{n},  # {c}" for i, (n, c) in enumerate(zip(names, comments)))
+            lines.append(f"     ) = {sequence}")
+
+    unpack([f"v{v}" for v, _ in feeds], [f"feed '{name}'" for _, name in feeds], "F")
+    unpack([f"v{v}" for v, _ in variables], [f"variable '{name}'" for _, name in variables], "V")
+    unpack([f"v{v}" for v, _ in constants], [f"constant {types[v]}" for v, _ in constants], "C")
+    slots = sorted({s.out_buffer for s in steps if s.out_buffer is not None})
+    unpack([f"b{i}" for i in slots], [f"buffer {i}" for i in slots], "B")
 
     external = {v for v, _ in feeds} | {v for v, _ in variables} | {v for v, _ in constants}
 
@@ -55,7 +62,7 @@ def generate(steps, feeds, variables, constants, outputs, updates, alias_of, mem
         env[f"k{i}"] = s.kernel
         args = ", ".join(f"v{a}" for a in s.args)
         if s.out_buffer is not None:
-            args += f", out=B[{s.out_buffer}]"
+            args += f", out=b{s.out_buffer}"
         elif s.out_variable is not None:
             args += f", out=V[{s.out_variable}]"
         target = ", ".join(f"v{o}" for o in s.outs) + ("," if len(s.outs) > 1 else "")

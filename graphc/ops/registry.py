@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DTypeError, GraphError, ShapeError, where
-from ..ir import Graph, Tensor, TensorType, Variable, get_default_graph, user_source
+from ..ir import Graph, Tensor, TensorType, get_default_graph, user_source
 
 # Fusion kinds: the compiler decides from these, never from op names.
 ELEMENTWISE, REDUCE, MATMUL, SHAPE, OPAQUE, STATEFUL, SOURCE, FUSED = (
@@ -148,9 +148,7 @@ def apply(op: str, *inputs: Tensor, name: str | None = None, **attrs):
         raise type(e)(f"{op} '{label}': {e}{where(source)}") from None
     single = isinstance(types, TensorType)
     node = graph.append(op, tuple(inputs), attrs, (types,) if single else tuple(types), name, source)
-    if op == "variable":
-        return Variable(node, 0)
-    return Tensor(node, 0) if single else node.outputs
+    return node.outputs[0] if single else node.outputs  # (a variable's output is a Variable)
 
 
 def kernel_dtype(opdef_kernel, dtypes, **attrs) -> np.dtype:
