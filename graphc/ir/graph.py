@@ -37,13 +37,20 @@ class Node:
         self.name = name
         self.source = source
         self.graph = graph
-        if op == "variable":
-            self.outputs = (Variable(self, 0),)
-        else:
-            self.outputs = (Tensor(self, 0),) if len(types) == 1 else tuple(Tensor(self, i) for i in range(len(types)))
+        cls = Variable if op == "variable" else Tensor
+        self.outputs = tuple(_tensor(cls, self, i) for i in range(len(types))) if len(types) != 1 else (
+            _tensor(cls, self, 0),)  # fmt: skip
 
     def __repr__(self) -> str:
         return f"Node({self.name!r}, op={self.op})"
+
+
+def _tensor(cls, node: Node, index: int):
+    """A node's output handle, made once (``Tensor(node, i)`` returns this one)."""
+    t = object.__new__(cls)
+    t.node = node
+    t.index = index
+    return t
 
 
 class GraphGrowthWarning(UserWarning):

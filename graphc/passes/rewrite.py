@@ -44,7 +44,6 @@ class Rewriter:
         self.name = name
         self.graph = program.graph
         self.mapping: dict = {}  # old tensor -> new tensor, for the tensors that changed
-        self.changed: set = set()  # nodes with a mapped output (a cheap test before hashing tensors)
         self.events: list = []
 
     @cached_property
@@ -54,21 +53,21 @@ class Rewriter:
 
     def replace(self, old: Tensor, new: Tensor) -> None:
         self.mapping[old] = new
-        self.changed.add(old.node)
 
     def inputs_of(self, node) -> tuple[Tensor, ...]:
-        changed = self.changed
-        if not changed or not any(t.node in changed for t in node.inputs):
-            return node.inputs
+        """The node's inputs as rebuilt so far (``node.inputs`` itself when none changed)."""
         m = self.mapping
-        return tuple(m.get(t, t) for t in node.inputs)
+        if not m:
+            return node.inputs
+        inputs = tuple([m.get(t, t) for t in node.inputs])
+        return node.inputs if inputs == node.inputs else inputs  # (tensors compare by identity)
 
     def copy(self, node, inputs=None) -> tuple[Tensor, ...]:
         """Keep ``node`` (on its rebuilt inputs: the node itself when they are unchanged)."""
         inputs = self.inputs_of(node) if inputs is None else inputs
-        if inputs is node.inputs or all(a is b for a, b in zip(inputs, node.inputs)):
+        if inputs is node.inputs or inputs == node.inputs:
             return node.outputs
-        return self.append(node.op, inputs, node.attrs, node.types, node.name, node.source)
+        return self.graph.append(node.op, inputs, node.attrs, node.types, node.name, node.source).outputs
 
     def append(self, op, inputs, attrs, types, name, source) -> tuple[Tensor, ...]:
         """A new node in the private graph; it takes over the name of the node it replaces."""
