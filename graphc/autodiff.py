@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from .errors import GradientError, where
 from .ir import Tensor
 from .ir.source import source_override
 from .ir.types import broadcast_shapes, compatible, fmt_shape
 from .ops import registry
-from .ops.elementwise import cast, ones_like, zeros_like
+from .ops.elementwise import cast, zeros_like
 from .ops.shape import broadcast_like, sum_like
-from .ops.state import as_tensor
+from .ops.state import as_tensor, constant
 
 DIFF, BLOCKED, NONDIFF = "diff", "blocked", "nondiff"
 
@@ -136,6 +138,11 @@ def grad(y, xs, grad_ys=None):
                 f"grad: cannot differentiate with respect to '{x.name}' of dtype {x.dtype}; "
                 f"gradients exist only for float tensors{where(x.node.source)}"
             )
+    with registry.gradient_builder():  # gradient nodes come out folded and merged
+        return _grad(pairs, xs, single)
+
+
+def _grad(pairs, xs, single):
     contributions: dict[Tensor, list[Tensor]] = {}
     for t, g in pairs:
         contributions.setdefault(t, []).append(_seed(t, g))
@@ -197,7 +204,7 @@ def _seed(y: Tensor, grad_ys) -> Tensor:
                 f"grad: output '{y.name}' has shape {y.shape}, expected a scalar (); reduce it "
                 f"(e.g. graphc.mean) or pass grad_ys{where(y.node.source)}"
             )
-        return ones_like(y)
+        return constant(np.ones((), y.dtype))  # (a constant, not ones_like(y): nothing left to fold)
     seed = as_tensor(grad_ys, like=y)
     if seed.shape != y.shape:
         if not _broadcasts_to(seed.shape, y.shape):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..ir.keys import attrs_key
 from ..ops.registry import REGISTRY, SOURCE
-from ..passes.cse import attrs_key
 from ..passes.program import Program
 from .codegen import generate
 from .memory import MemoryPlan, nbytes, plan_memory

@@ -69,6 +69,14 @@ def _count(x: Tensor, axes) -> Tensor:
     return apply("count", x, axes=axes)
 
 
+def _inverse_count(x: Tensor, axes) -> Tensor:
+    """1 / the number of elements reduced over ``axes``: a constant when known (the mean's gradient)."""
+    dims = [x.shape[a] for a in axes]
+    if all(d is not None for d in dims):
+        return as_tensor(np.asarray(1 / math.prod(dims), x.dtype), like=x)
+    return reciprocal(_count(x, axes))
+
+
 register(OpDef(
     "count", SHAPE, lambda x, axes: TensorType((), x.dtype),
     lambda xp, x, axes: xp.asarray(math.prod(x.shape[a] for a in axes), dtype=x.dtype),
@@ -107,7 +115,7 @@ sum = _reduction("sum", np.sum, lambda g, o, x, axes, keepdims: (_back(g, x, axe
                  "Sum of elements over the given axes.", ufunc="add")  # fmt: skip
 mean = _reduction(
     "mean", np.mean,
-    lambda g, o, x, axes, keepdims: (_back(g, x, axes, keepdims) * reciprocal(_count(x, axes)),),
+    lambda g, o, x, axes, keepdims: (_back(g, x, axes, keepdims) * _inverse_count(x, axes),),
     "Mean of elements over the given axes.",
 )  # fmt: skip
 max = _reduction("max", np.max, _max_grad, "Maximum over axes; ties share the gradient equally.",  # noqa: A001

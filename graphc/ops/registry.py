@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +16,7 @@ import numpy as np
 
 from ..errors import DTypeError, GraphError, ShapeError, where
 from ..ir import Graph, Tensor, TensorType, get_default_graph, user_source
+from ..ir.keys import attrs_key
 
 # Fusion kinds: the compiler decides from these, never from op names.
 ELEMENTWISE, REDUCE, MATMUL, SHAPE, OPAQUE, STATEFUL, SOURCE, FUSED = (
@@ -147,8 +150,66 @@ def apply(op: str, *inputs: Tensor, name: str | None = None, **attrs):
         label = name or graph.unique_name(op)
         raise type(e)(f"{op} '{label}': {e}{where(source)}") from None
     single = isinstance(types, TensorType)
-    node = graph.append(op, tuple(inputs), attrs, (types,) if single else tuple(types), name, source)
-    return node.outputs[0] if single else node.outputs  # (a variable's output is a Variable)
+    types = (types,) if single else tuple(types)
+    built = getattr(_building, "memo", None)
+    if built is not None and name is None and foldable(opdef):
+        key = (id(graph), op, tuple([id(t) for t in inputs]), attrs_key(attrs))
+        outs = built.get(key)
+        if outs is None:
+            values = [t.node.attrs["value"] for t in inputs if t.node.op == "constant"]
+            # (max_elements=0: a result larger than its inputs stays a node, so that a saved graph
+            # never holds the expansion of a scalar that broadcast_to describes in one number)
+            folded = evaluate(opdef, values, attrs, 0) if inputs and len(values) == len(inputs) else None
+            if folded is not None:
+                outs = tuple(graph.append("constant", (), {"value": np.asarray(r, dtype=t.dtype)}, (t,), None,
+                                          source).outputs[0] for r, t in zip(folded, types))  # fmt: skip
+            else:
+                outs = graph.append(op, tuple(inputs), attrs, types, name, source).outputs
+            built[key] = outs
+    else:
+        outs = graph.append(op, tuple(inputs), attrs, types, name, source).outputs
+    return outs[0] if single else outs  # (a variable's output is a Variable)
+
+
+FOLD_MAX_ELEMENTS = 1 << 16  # a folded result larger than this and than its inputs stays a node
+
+
+def foldable(opdef: OpDef) -> bool:
+    """Whether a node of this op on constant inputs may be evaluated at compile time: not a
+    stateful op, nor control flow (a loop over constants may be long; its bodies fold inside)."""
+    return opdef.kind not in (STATEFUL, SOURCE) and opdef.body_types is None and opdef.bind is None
+
+
+def evaluate(opdef: OpDef, values: list, attrs: dict, max_elements: int = FOLD_MAX_ELEMENTS):
+    """The op's results (a tuple) on constant input ``values``, or None when they would be larger
+    than ``max_elements`` and than the inputs (``broadcast_to`` of a scalar): folding must not
+    bloat a saved file."""
+    with np.errstate(all="ignore"):
+        result = opdef.kernel(np, *values, **attrs)
+    results = result if isinstance(result, tuple) else (result,)
+    size = sum(np.size(r) for r in results)
+    if size > max_elements and size > sum(np.size(v) for v in values):
+        return None
+    return results
+
+
+_building = threading.local()  # .memo while autodiff builds a gradient (see ``gradient_builder``)
+
+
+@contextmanager
+def gradient_builder():
+    """While autodiff builds one gradient, an op whose inputs are all constants becomes a constant
+    at once (unless its result is larger than its inputs), and an op identical to one built
+    earlier in the same gradient (same op, inputs and attributes) is that node. Gradient graphs
+    come out folded and merged (``1/n`` of a mean, ``g*x`` twice for ``x*x``) instead of leaving
+    it to passes, whose every change next to the seed copies the whole backward pass. Named ops
+    (the user's) are built as asked."""
+    previous = getattr(_building, "memo", None)
+    _building.memo = {}
+    try:
+        yield
+    finally:
+        _building.memo = previous
 
 
 def kernel_dtype(opdef_kernel, dtypes, **attrs) -> np.dtype:

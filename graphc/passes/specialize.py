@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from ..errors import DTypeError, ExecutionError, ShapeError, where
 from ..ir import Graph, Subgraph, TensorType
+from ..ir.keys import freeze
 from ..ir.subgraph import subgraphs
 from ..ir.types import fmt_shape
 from ..ops.registry import REGISTRY, SOURCE
-from .cse import freeze
 from .program import Program
 
 
