@@ -32,6 +32,39 @@ def test_fan_out_of_a_matrix_through_two_paths(rng):
     np.testing.assert_allclose(gw, want, rtol=1e-12)
 
 
+def _gradient_nodes(build):
+    """The nodes gc.grad adds for ``build() -> (loss, wrt)``, and the gradient values."""
+    with gc.Graph("g") as graph:
+        loss, wrt = build()
+        first = len(graph.nodes)
+        grads = gc.grad(loss, wrt)
+    return graph.nodes[first:], gc.compile(grads)()
+
+
+GRADIENT_BUILDS = {
+    "square via x*x": lambda: (lambda x: (gc.mean(x * x), x))(gc.variable(np.arange(6.0).reshape(2, 3), name="x")),
+    "mlp": lambda: (
+        lambda w, x: (gc.mean(gc.sum(gc.tanh(x @ w) * gc.tanh(x @ w), axis=1)), w)
+    )(gc.variable(np.linspace(-1, 1, 12).reshape(4, 3), name="w"), gc.constant(np.linspace(0, 1, 8).reshape(2, 4))),
+}
+
+
+@pytest.mark.parametrize("build", GRADIENT_BUILDS.values(), ids=GRADIENT_BUILDS.keys())
+def test_gradients_are_built_folded_and_merged(build):
+    nodes, _ = _gradient_nodes(build)
+    keys = [(n.op, tuple(id(t) for t in n.inputs), repr(sorted(n.attrs.items()))) for n in nodes if n.inputs]
+    assert len(keys) == len(set(keys)), "an op built twice with the same inputs and attributes"
+    for n in nodes:
+        if n.inputs and all(t.node.op == "constant" for t in n.inputs):
+            grows = np.prod(n.types[0].shape) > sum(np.prod(t.shape) for t in n.inputs)
+            assert grows, f"{n.op} '{n.name}' on constants was left for the passes"
+
+
+def test_gradient_of_x_times_x_and_of_a_mean():
+    _, g = _gradient_nodes(GRADIENT_BUILDS["square via x*x"])
+    np.testing.assert_allclose(g, 2 * np.arange(6.0).reshape(2, 3) / 6, rtol=1e-15)
+
+
 @pytest.mark.parametrize("sizes", [(2, 5), (7, 1)])
 def test_broadcasting_is_undone_with_unknown_dims(sizes, rng):
     a = gc.placeholder((None, 1), "float64", name="a")
