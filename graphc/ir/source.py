@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -25,15 +24,21 @@ class Source:
 _override = threading.local()
 
 
-@contextmanager
-def source_override(source: Source | None):
-    """Attribute the nodes built inside to ``source`` (autodiff: a gradient node cites its forward node)."""
-    previous = getattr(_override, "source", None)
-    _override.source = source
-    try:
-        yield
-    finally:
-        _override.source = previous
+class source_override:
+    """Attribute the nodes built inside to ``source`` (autodiff: a gradient node cites its forward
+    node). A class, not a generator context manager: passes enter one per rewritten node."""
+
+    __slots__ = ("source", "previous")
+
+    def __init__(self, source: Source | None):
+        self.source = source
+
+    def __enter__(self) -> None:
+        self.previous = getattr(_override, "source", None)
+        _override.source = self.source
+
+    def __exit__(self, *exc) -> None:
+        _override.source = self.previous
 
 
 def user_source() -> Source | None:
