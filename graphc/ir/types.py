@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -22,12 +23,16 @@ class TensorType:
     def ndim(self) -> int:
         return len(self.shape)
 
-    @property
+    @cached_property
     def is_static(self) -> bool:
-        return all(d is not None for d in self.shape)
+        return None not in self.shape
+
+    @cached_property
+    def _text(self) -> str:
+        return f"{short(self.dtype)}[{','.join('?' if d is None else str(d) for d in self.shape)}]"
 
     def __str__(self) -> str:
-        return f"{short(self.dtype)}[{','.join('?' if d is None else str(d) for d in self.shape)}]"
+        return self._text
 
 
 def fmt_shape(shape: Shape) -> str:

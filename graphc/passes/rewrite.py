@@ -9,8 +9,8 @@ and the user's graph never grows. Every change is recorded as an Event for ``exp
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 from ..errors import where
 from ..ir import Tensor
@@ -19,8 +19,7 @@ from ..ir.types import compatible
 from .program import Program
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     """One thing a pass did (or chose not to do), for ``explain``."""
 
     kind: str  # rewrite | merge | fold | fuse | keep
@@ -79,9 +78,8 @@ class Rewriter:
             return fn()
 
     def note(self, kind: str, rule: str, nodes, detail: str = "") -> None:
-        nodes = list(nodes)
-        src = next((str(n.source) for n in nodes if n.source is not None), "")
-        self.events.append(Event(kind, rule, tuple(n.name for n in nodes), src, detail))
+        src = next((n.source for n in nodes if n.source is not None), None)
+        self.events.append(Event(kind, rule, tuple([n.name for n in nodes]), "" if src is None else str(src), detail))
 
     def run(self, visit: Callable) -> tuple[Program, list[Event]]:
         """Call ``visit(self, node)`` for every non-source node; it returns the node's new outputs.
