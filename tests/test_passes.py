@@ -17,7 +17,7 @@ from graphc.ir.printer import format_graph
 from graphc.ir.types import TensorType
 from graphc.ir.verify import VerifyError, verify_nodes
 from graphc.ops import apply, mul_no_nan
-from graphc.passes import Program, fold_constants, merge, optimize, prune, simplify, stabilize
+from graphc.passes import Program, decompose, fold_constants, merge, optimize, prune, simplify, stabilize
 from graphc.passes.fold import FOLD_MAX_ELEMENTS
 from graphc.passes.pipeline import optimize_specialized
 from graphc.passes.rewrite import _identity
@@ -90,6 +90,7 @@ def _relu_pool_grad(p, mask_of=None, c=0.0):
 # the modules (graphc.passes re-exports functions of the same names)
 S = importlib.import_module("graphc.passes.simplify")
 Z = importlib.import_module("graphc.passes.stabilize")
+D = importlib.import_module("graphc.passes.decompose")
 # (rule, build(p) -> output, compute ops left after the pass, in program order)
 RULE_CASES = [
     (S.mul_one, lambda p: gc.exp(p.x * 1.0), ["exp"]),
@@ -134,7 +135,7 @@ RULE_CASES = [
     (S.log_exp, lambda p: gc.sqrt(gc.log(gc.exp(p.x))), ["sqrt"]),
     (S.where_const, lambda p: gc.exp(gc.where(True, p.x, p.y)), ["exp"]),
     (S.where_const, lambda p: gc.exp(gc.where(False, p.x, p.y)), ["exp"]),
-    (S.static_mean, lambda p: gc.mean(p.x, axis=1), ["sum", "multiply"]),
+    (D.static_mean, lambda p: gc.mean(p.x, axis=1), ["sum", "multiply"]),
     (S.reduce_no_axes, lambda p: gc.exp(gc.sum(p.x, axis=())), ["exp"]),
     (S.pool_before_map, lambda p: gc.max_pool2d(gc.relu(p.img + BIAS), 2), ["max_pool2d", "add", "relu"]),
     (
@@ -164,7 +165,9 @@ RULE_CASES = [
 
 
 def _pass_of(rule):
-    return (simplify, S.RULES) if rule.__module__ == S.__name__ else (stabilize, Z.RULES)
+    return {S.__name__: (simplify, S.RULES), Z.__name__: (stabilize, Z.RULES), D.__name__: (decompose, D.RULES)}[
+        rule.__module__
+    ]
 
 
 @pytest.mark.parametrize(
@@ -187,14 +190,14 @@ def test_rule_fires_and_keeps_values(rule, build, left, rng):
 
 def test_every_rule_has_a_case():
     covered = {r for r, _, _ in RULE_CASES}
-    for table in (S.RULES, Z.RULES):
+    for table in (S.RULES, Z.RULES, D.RULES):
         for op, rules in table.items():
             for rule in rules:
                 assert rule in covered, f"rule {rule.__name__} (on {op}) has no case in RULE_CASES"
 
 
 def test_every_rule_states_its_identity():
-    for table in (S.RULES, Z.RULES):
+    for table in (S.RULES, Z.RULES, D.RULES):
         for rules in table.values():
             for rule in rules:
                 assert "->" in _identity(rule), f"{rule.__name__}: docstring must state 'pattern -> result'"

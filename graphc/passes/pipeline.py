@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from ..ir.verify import verify_nodes
 from .control import batch_steps, has_control_flow, hoist_invariants, inline_cond, on_bodies, trim
 from .cse import merge
+from .decompose import decompose
 from .fold import fold_constants
 from .fuse import fuse
 from .program import Program
@@ -37,7 +38,7 @@ ROUNDS = 4
 SPECIALIZED = {
     0: (trim,),
     1: (merge, fold_constants, inline_cond, trim),
-    2: (simplify, merge, fold_constants, inline_cond, hoist_invariants, batch_steps, trim, fuse),
+    2: (simplify, merge, fold_constants, inline_cond, hoist_invariants, batch_steps, trim, decompose, fuse),
 }
 
 

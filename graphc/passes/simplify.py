@@ -8,8 +8,6 @@ to a larger shape is left alone.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import ops
@@ -263,17 +261,6 @@ def where_const(rw, node, inputs):
         return kept
 
 
-def static_mean(rw, node, inputs):
-    """mean(x, axes) -> sum(x, axes) * (1/n) for a float x of static shape (the sum can then fuse)"""
-    x = inputs[0]
-    if x.dtype.kind != "f" or not x.type.is_static or not node.attrs["axes"]:
-        return None
-    n = math.prod(x.shape[a] for a in node.attrs["axes"])
-    if n == 0:
-        return None
-    return ops.sum(x, node.attrs["axes"], keepdims=node.attrs["keepdims"]) * ops.constant(np.asarray(1 / n, x.dtype))
-
-
 def reduce_no_axes(rw, node, inputs):
     """sum/mean/max/min/prod over no axes -> x"""
     if not node.attrs["axes"] and _same(inputs[0], node.outputs[0]):
@@ -362,7 +349,7 @@ RULES = {
     "broadcast_like": [same_shape_noop, static_broadcast_like],
     "sum_like": [same_shape_noop, static_sum_like],
     "sum": [reduce_no_axes, sum_of_broadcast],
-    "mean": [reduce_no_axes, static_mean],
+    "mean": [reduce_no_axes],
     "max": [reduce_no_axes],
     "min": [reduce_no_axes],
     "prod": [reduce_no_axes],
