@@ -7,6 +7,8 @@ thread and with two.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -251,6 +253,47 @@ def test_rows_longer_than_a_block(rng, threads):
     assert k.step == 1
     xv, vv = rng.normal(size=(m, n)), rng.normal(size=n)
     np.testing.assert_allclose(fn(x=xv, v=vv), np.exp(xv * vv) - vv, rtol=1e-13)
+
+
+def test_a_short_body_runs_as_one_block_with_per_thread_scratch(rng):
+    n = 4 * BLOCK + 9  # over the blocking size, but a two-op body: one block (SHORT_WHOLE_MAX)
+    w = gc.variable(rng.normal(size=n), name="w")
+    g = gc.placeholder((n,), F64, name="g")
+    fn = gc.compile(None, updates=[(w, w - 0.5 * g)])
+    (step,) = fused_steps(fn)
+    k = kernel_of(step)
+    assert k is not None and k.blocked and k.step == k.n == n
+    w0, gv = w.value, rng.normal(size=n)
+    fn(g=gv)
+    np.testing.assert_array_equal(w.value, w0 - 0.5 * gv)
+
+
+def test_kernels_share_scratch_within_a_thread_never_across_threads(rng):
+    """Fused kernels of different shapes and bodies run from several threads at once: each thread's
+    scratch buffers serve one kernel at a time (they grow to the largest request)."""
+    fns, feeds, wants = [], [], []
+    for i, n in enumerate((2 * BLOCK + 5, 5 * BLOCK + 1, 3 * BLOCK)):
+        x = gc.placeholder((n,), F64, name=f"x{i}")
+        fns.append(gc.compile(gc.tanh(x * (i + 1.0)) * gc.sigmoid(x) + x * x))
+        xv = rng.normal(size=n)
+        feeds.append(xv)
+        wants.append(np.tanh(xv * (i + 1.0)) / (1 + np.exp(-xv)) + xv * xv)
+    assert all(kernel_of(fused_steps(f)[0]).blocked for f in fns)
+    errors = []
+
+    def work(order):
+        for _ in range(20):
+            for i in order:
+                got = fns[i]({f"x{i}": feeds[i]})
+                if not np.allclose(got, wants[i], rtol=1e-12, atol=1e-12):
+                    errors.append(i)
+
+    threads = [threading.Thread(target=work, args=(o,)) for o in ([0, 1, 2], [2, 1, 0], [1, 0, 2])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
 
 
 def test_small_tensors_run_whole(rng):
