@@ -108,7 +108,8 @@ class FusedKernel:
         self.tail = () if self.flat else tuple(shape[1:])
         dtypes = [np.dtype(d) for _op, _a, _at, d in body]
         self.scratch_dtypes = dtypes if self.reduce is not None else dtypes[:-1]
-        gemm_flags = self.flags if self.matmul else None
+        two_d = self.matmul and node.inputs[0].ndim == 2 and node.inputs[1].ndim == 2
+        gemm_flags = (*self.flags, two_d) if self.matmul else None
         self.whole, self.blocks, self.source = _generate(
             body, len(in_types), self.sliced, self.out_type, gemm_flags, self.reduce, self.full_reduce
         )
@@ -177,7 +178,7 @@ def _scratch(shape: tuple, dtypes: list) -> list:
 
 def _generate(body, n_in: int, sliced, out_type, gemm_flags, reduce, full_reduce: bool) -> tuple:
     """Source for ``whole(*inputs, out=None)`` (for ``fused_matmul``, ``gemm_flags`` holds the
-    GEMM's transpose flags and its operands come first) and
+    GEMM's transpose flags and whether both operands are 2-D, and its operands come first) and
     ``blocks(*inputs, out, lo, hi, step, *scratch)``; small kernels skip warnings for speed.
 
     With a reduction, the body's result goes to scratch and is reduced into ``out[start:stop]``
@@ -203,7 +204,10 @@ def _generate(body, n_in: int, sliced, out_type, gemm_flags, reduce, full_reduce
     whole = [f"def whole({', '.join(params)}, out=None):"]
     whole.append("    if out is None:")
     whole.append("        out = np.empty(SHAPE, DTYPE)")
-    if gemm_flags is not None:
+    if gemm_flags is not None and gemm_flags[2]:  # np.dot straight to BLAS (see linalg.gemm)
+        a, b = "a.T" if gemm_flags[0] else "a", "b.T" if gemm_flags[1] else "b"
+        whole.append(f"    x0 = np.dot({a}, {b}, out=out) if out.flags.c_contiguous else np.matmul({a}, {b}, out=out)")
+    elif gemm_flags is not None:
         whole.append(f"    x0 = gemm(np, a, b, out, {gemm_flags[0]}, {gemm_flags[1]})")
     vals = list(ins)
     for i, (fn, args) in enumerate(calls):

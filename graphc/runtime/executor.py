@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import math
+import operator
 import sys
 import threading
 import traceback
@@ -67,6 +68,18 @@ def _check_update_shape(name: str, shape: tuple, new: tuple, feeds: dict) -> Non
                         f"for feeds of shapes {fed}")  # fmt: skip
 
 
+def _dims_match(shape: tuple, dims: list) -> bool:
+    return all(shape[i] == d for i, d in dims)
+
+
+def _reader(names: tuple):
+    """variables dict -> the arrays of ``names`` in order (itemgetter: one C call per run)."""
+    if len(names) == 1:
+        name = names[0]
+        return lambda variables: (variables[name],)
+    return operator.itemgetter(*names) if names else lambda variables: ()
+
+
 class Function:
     """A compiled graph function: call it with feeds, get NumPy arrays back.
 
@@ -93,11 +106,13 @@ class Function:
         self._updates = bool(program.updates)
         self._names = {name for name, _ in self._placeholders}
         # per placeholder: dtype, rank and its static dims, so a well-formed array skips conversion
-        self._accept = [(t.dtype, t.ndim, [(i, d) for i, d in enumerate(t.shape) if d is not None])
+        # (a fully static placeholder compares its whole shape at once)
+        self._accept = [(t.dtype, t.ndim, t.shape if t.is_static else [(i, d) for i, d in enumerate(t.shape)
+                                                                        if d is not None])
                         for _, t in self._placeholders]  # fmt: skip
         self._input_names = [t.node.name for t in self.inputs]
         self._host = backend.name == "cpu"  # feeds and outputs need no device copies
-        self._last_signature, self._last_plan = None, None
+        self._last = (None, None, None, None)  # the last call's signature, plan, arena pool, variable reader
         self._seen_size = len(graph.nodes)
         self._called = False
         if all(t.is_static for _, t in self._placeholders):
@@ -182,8 +197,8 @@ class Function:
             if value is _MISSING:
                 node = self.graph._by_name[name]
                 raise FeedError(f"missing feed for placeholder '{name}' {t}{where(node.source)}")
-            if not (type(value) is np.ndarray and value.dtype == dtype and value.ndim == ndim
-                    and all(value.shape[i] == d for i, d in dims)):  # fmt: skip
+            if not (type(value) is np.ndarray and value.dtype == dtype and value.ndim == ndim and (
+                    value.shape == dims if type(dims) is tuple else _dims_match(value.shape, dims))):  # fmt: skip
                 value = convert_value(value, t.shape, t.dtype, f"feed '{name}'", FeedError)
             arrays.append(value)
         return arrays
@@ -197,15 +212,17 @@ class Function:
         self._called = True
         if args and not kwargs and len(args) == len(self.inputs) and type(args[0]) is not dict:
             kwargs = dict(zip(self._input_names, args))  # the common positional call
-        elif args or any(k not in self._names for k in kwargs):
+        elif args or not self._names.issuperset(kwargs):
             kwargs = self._collect(args, kwargs)
         arrays = self._arrays(kwargs)
         signature = tuple([a.shape for a in arrays])
-        if signature == self._last_signature:
-            plan, arenas = self._last_plan
+        last = self._last  # (one attribute read: another thread may replace it meanwhile)
+        if signature == last[0]:
+            _, plan, arenas, read = last
         else:
             plan, _reports, arenas = self._plan_for(signature)
-            self._last_signature, self._last_plan = signature, (plan, arenas)
+            read = _reader(plan.variable_names)
+            self._last = (signature, plan, arenas, read)
         backend = self.backend
         F = arrays if self._host and plan.feeds_in_order else [backend.from_host(arrays[i]) for i in plan.feed_order]
         try:
@@ -216,7 +233,7 @@ class Function:
         try:
             if self._updates:
                 with graph.lock:  # updating calls are serialized; each sees the pre-call values
-                    outs, new = self._run(plan, F, [variables[n] for n in plan.variable_names], plan.constant_values, B)
+                    outs, new = self._run(plan, F, read(variables), plan.constant_values, B)
                     new = [backend.to_host(value) for value in new]
                     if plan.dynamic_updates:  # (static update shapes were checked when the plan was made)
                         feeds = dict(zip([n for n, _ in self._placeholders], signature))
@@ -225,7 +242,7 @@ class Function:
                     for (name, _), value in zip(plan.updates, new):
                         variables[name] = value
             else:
-                outs, _ = self._run(plan, F, [variables[n] for n in plan.variable_names], plan.constant_values, B)
+                outs, _ = self._run(plan, F, read(variables), plan.constant_values, B)
         finally:
             arenas.append(B)
         return self.structure(outs if self._host else [backend.to_host(o) for o in outs])
