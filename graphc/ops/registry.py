@@ -157,9 +157,7 @@ def apply(op: str, *inputs: Tensor, name: str | None = None, **attrs):
         outs = built.get(key)
         if outs is None:
             values = [t.node.attrs["value"] for t in inputs if t.node.op == "constant"]
-            # (max_elements=0: a result larger than its inputs stays a node, so that a saved graph
-            # never holds the expansion of a scalar that broadcast_to describes in one number)
-            folded = evaluate(opdef, values, attrs, 0) if inputs and len(values) == len(inputs) else None
+            folded = evaluate(opdef, values, attrs) if inputs and len(values) == len(inputs) else None
             if folded is not None:
                 outs = tuple(graph.append("constant", (), {"value": np.asarray(r, dtype=t.dtype)}, (t,), None,
                                           source).outputs[0] for r, t in zip(folded, types))  # fmt: skip
@@ -171,7 +169,11 @@ def apply(op: str, *inputs: Tensor, name: str | None = None, **attrs):
     return outs[0] if single else outs  # (a variable's output is a Variable)
 
 
-FOLD_MAX_ELEMENTS = 1 << 16  # a folded result larger than this and than its inputs stays a node
+# Folding never grows data: a result larger than its constant inputs (and than this) stays a node,
+# so a saved graph never holds the expansion of a scalar that broadcast_to describes in one
+# number, and at run time the broadcast is a view. It also keeps the passes from replacing the
+# broadcast seed of a gradient, which would copy the whole backward pass.
+FOLD_MAX_ELEMENTS = 0
 
 
 def foldable(opdef: OpDef) -> bool:
@@ -182,8 +184,7 @@ def foldable(opdef: OpDef) -> bool:
 
 def evaluate(opdef: OpDef, values: list, attrs: dict, max_elements: int = FOLD_MAX_ELEMENTS):
     """The op's results (a tuple) on constant input ``values``, or None when they would be larger
-    than ``max_elements`` and than the inputs (``broadcast_to`` of a scalar): folding must not
-    bloat a saved file."""
+    than ``max_elements`` and than the inputs (``broadcast_to`` of a scalar)."""
     with np.errstate(all="ignore"):
         result = opdef.kernel(np, *values, **attrs)
     results = result if isinstance(result, tuple) else (result,)
@@ -199,7 +200,7 @@ _building = threading.local()  # .memo while autodiff builds a gradient (see ``g
 @contextmanager
 def gradient_builder():
     """While autodiff builds one gradient, an op whose inputs are all constants becomes a constant
-    at once (unless its result is larger than its inputs), and an op identical to one built
+    at once (unless it grows: see FOLD_MAX_ELEMENTS), and an op identical to one built
     earlier in the same gradient (same op, inputs and attributes) is that node. Gradient graphs
     come out folded and merged (``1/n`` of a mean, ``g*x`` twice for ``x*x``) instead of leaving
     it to passes, whose every change next to the seed copies the whole backward pass. Named ops

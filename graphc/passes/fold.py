@@ -15,8 +15,8 @@ from .rewrite import Rewriter
 def fold_constants(program: Program, max_elements: int = FOLD_MAX_ELEMENTS):
     """Evaluate nodes whose inputs are all constants and replace them by constants.
 
-    A result bigger than ``max_elements`` that is also bigger than its inputs (``broadcast_to`` of
-    a scalar, ``ones_like``) is not folded, so folding never bloats a saved file; explain says so.
+    A result bigger than its inputs (``broadcast_to`` of a scalar, ``ones_like``) and than
+    ``max_elements`` (0: folding never grows data) stays a node; explain says so.
     Control flow is not run at compile time (a loop over constants may be long); its bodies are
     folded inside, and a cond on a constant predicate is inlined by inline_cond.
     """
@@ -29,7 +29,8 @@ def fold_constants(program: Program, max_elements: int = FOLD_MAX_ELEMENTS):
         results = evaluate(opdef, [t.node.attrs["value"] for t in inputs], node.attrs, max_elements)
         if results is None:
             size = sum(math.prod(t.shape) for t in node.types)
-            rw.note("keep", "not folded: size cap", [node], f"{size} elements > {max_elements}")
+            cap = max(max_elements, sum(math.prod(t.shape) for t in inputs))
+            rw.note("keep", "not folded: size cap", [node], f"{size} elements > {cap}, its inputs' or the cap")
             return rw.copy(node, inputs)
         rw.note("fold", "constant inputs", [node])
         return tuple(
