@@ -8,6 +8,7 @@ and the user's graph never grows. Every change is recorded as an Event for ``exp
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from functools import cached_property
 from typing import NamedTuple
@@ -81,8 +82,9 @@ class Rewriter:
         src = next((n.source for n in nodes if n.source is not None), None)
         self.events.append(Event(kind, rule, tuple([n.name for n in nodes]), "" if src is None else str(src), detail))
 
-    def run(self, visit: Callable) -> tuple[Program, list[Event]]:
-        """Call ``visit(self, node)`` for every non-source node; it returns the node's new outputs.
+    def run(self, visit: Callable, start: int = 0) -> tuple[Program, list[Event]]:
+        """Call ``visit(self, node)`` for every non-source node from ``program.nodes[start]`` on (the
+        caller knows that visit keeps the ones before); it returns the node's new outputs.
 
         The new node list is collected by walking back from the outputs, so nodes a rewrite made
         dead are dropped (dead code elimination) and new nodes land in topological order.
@@ -90,7 +92,7 @@ class Rewriter:
         if self.graph is None:
             return self.program, self.events
         first = len(self.graph.nodes)
-        for node in self.program.nodes:
+        for node in itertools.islice(self.program.nodes, start, None):
             if not node.inputs:
                 continue
             outs = visit(self, node)
@@ -150,7 +152,9 @@ def apply_rules(program: Program, rules: dict[str, list[Rule]], pass_name: str) 
                         return (out,)
         return rw.copy(node, inputs)
 
-    return Rewriter(program, pass_name).run(visit)
+    # nodes before the first one with rules keep their inputs, so they are kept as they are
+    start = next((i for i, n in enumerate(program.nodes) if n.op in rules), len(program.nodes))
+    return Rewriter(program, pass_name).run(visit, start)
 
 
 def _identity(rule: Rule) -> str:
