@@ -9,6 +9,7 @@ and the user's graph never grows. Every change is recorded as an Event for ``exp
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable
 from functools import cached_property
 from typing import NamedTuple
@@ -57,15 +58,16 @@ class Rewriter:
     def inputs_of(self, node) -> tuple[Tensor, ...]:
         """The node's inputs as rebuilt so far (``node.inputs`` itself when none changed)."""
         m = self.mapping
-        if not m:
-            return node.inputs
-        inputs = tuple([m.get(t, t) for t in node.inputs])
-        return node.inputs if inputs == node.inputs else inputs  # (tensors compare by identity)
+        inputs = node.inputs
+        for t in inputs:  # (a dict lookup: Tensor's == goes through Python, it has <, > ops)
+            if t in m:
+                return tuple([m.get(t, t) for t in inputs])
+        return inputs
 
     def copy(self, node, inputs=None) -> tuple[Tensor, ...]:
         """Keep ``node`` (on its rebuilt inputs: the node itself when they are unchanged)."""
         inputs = self.inputs_of(node) if inputs is None else inputs
-        if inputs is node.inputs or inputs == node.inputs:
+        if inputs is node.inputs or (len(inputs) == len(node.inputs) and all(map(operator.is_, inputs, node.inputs))):
             return node.outputs
         return self.graph.append(node.op, inputs, node.attrs, node.types, node.name, node.source).outputs
 
