@@ -58,8 +58,13 @@ def generate(steps, feeds, variables, constants, outputs, updates, alias_of, mem
     deferred = [s for s in steps if s.out_variable is not None]
     body_steps = [s for s in steps if s.out_variable is None]
 
+    kernel_names: dict = {}  # id(kernel) -> its name in the run function (steps share kernels)
+
     def emit(i, s):
-        env[f"k{i}"] = s.kernel
+        k = kernel_names.get(id(s.kernel))
+        if k is None:
+            k = kernel_names[id(s.kernel)] = f"k{len(kernel_names)}"
+            env[k] = s.kernel
         args = ", ".join(f"v{a}" for a in s.args)
         if s.out_buffer is not None:
             args += f", out=b{s.out_buffer}"
@@ -67,7 +72,7 @@ def generate(steps, feeds, variables, constants, outputs, updates, alias_of, mem
             args += f", out=V[{s.out_variable}]"
         target = ", ".join(f"v{o}" for o in s.outs) + ("," if len(s.outs) > 1 else "")
         line_to_step[len(lines) + 1] = i
-        lines.append(f"    {target} = k{i}({args})  # {s.node.op} '{s.node.name}' -> {types[s.outs[0]]}")
+        lines.append(f"    {target} = {k}({args})  # {s.node.op} '{s.node.name}' -> {types[s.outs[0]]}")
         if check_numerics:
             env[f"n{i}"] = s.node
             for o in s.outs:

@@ -7,6 +7,7 @@ the run function (``codegen``), which calls kernels already bound to the backend
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..ir.keys import attrs_key
@@ -90,10 +91,14 @@ def lower(program: Program, backend, check_numerics: bool = False, placeholder_n
     ``placeholder_names`` is the order in which the caller passes its feeds (the function's
     placeholders; the program may have pruned some that only gave a shape).
     """
-    vid: dict = {}
+    vid: dict = {}  # tensor -> value id
+    types: dict = {}  # value id -> TensorType
+    sizes: dict = {}  # value id -> nbytes (0, unplanned: a dim known only at run time, after a loop)
     for node in program.nodes:
-        for t in node.outputs:
-            vid[t] = len(vid)
+        for t, ty in zip(node.outputs, node.types):
+            v = vid[t] = len(vid)
+            types[v] = ty
+            sizes[v] = math.prod(ty.shape) * ty.dtype.itemsize if ty.is_static else 0
     sources = [n for n in program.nodes if REGISTRY[n.op].kind == SOURCE]
     compute = [n for n in program.nodes if REGISTRY[n.op].kind != SOURCE]
     # an update whose shape is known only at run time is checked by the executor before any update
@@ -104,8 +109,6 @@ def lower(program: Program, backend, check_numerics: bool = False, placeholder_n
     compute = [n for n in compute if n.outputs[0] not in inplace] + last
     var_index = {n.name: i for i, n in enumerate(n for n in sources if n.op == "variable")}
 
-    # (a dim only known at run time, after a loop whose variables change shape: 0 bytes, unplanned)
-    sizes = {vid[t]: nbytes(t.shape, t.dtype) if t.type.is_static else 0 for n in program.nodes for t in n.outputs}
     alias_of = {}
     for n in compute:
         if REGISTRY[n.op].aliases and n.inputs:
@@ -116,17 +119,16 @@ def lower(program: Program, backend, check_numerics: bool = False, placeholder_n
                  if REGISTRY[n.op].writes_out and n.outputs[0] not in inplace and n.types[0].is_static}  # fmt: skip
     sched = [(tuple(vid[t] for t in n.inputs), tuple(vid[t] for t in n.outputs)) for n in compute]
     # an elementwise kernel may write over an input of the output's own type (same layout)
-    inplace_ok = [{vid[t] for t in n.inputs if t.type == n.types[0]} if REGISTRY[n.op].writes_inplace else set()
-                  for n in compute]  # fmt: skip
+    inplace_ok = [{vid[t] for t in n.inputs if types[vid[t]] == n.types[0]} if REGISTRY[n.op].writes_inplace
+                  else set() for n in compute]  # fmt: skip
     memory = plan_memory(sched, sizes, alias_of, escapes, inplace_ok, plannable)
 
-    types = {vid[t]: t.type for n in program.nodes for t in n.outputs}
     slots = {v: i for i, v in enumerate(sorted(memory.assignment))}
     arena_layout = tuple((memory.assignment[v], types[v].shape, types[v].dtype) for v in sorted(memory.assignment))
     steps, kernels = [], {}
     for n, (args, outs) in zip(compute, sched):
         # identical nodes (same op, attributes and types: every layer of a deep net) share a kernel
-        key = (n.op, attrs_key(n.attrs), tuple(t.type for t in n.inputs), n.types)
+        key = (n.op, attrs_key(n.attrs), tuple([types[a] for a in args]), n.types)
         kernel = kernels.get(key)
         if kernel is None:
             kernel = kernels[key] = backend.bind(n, check_numerics=check_numerics)
