@@ -39,3 +39,13 @@ def fold_constants(program: Program, max_elements: int = FOLD_MAX_ELEMENTS):
         )
 
     return Rewriter(program, "fold").run(visit)
+
+
+PLAN_FOLD_MAX_ELEMENTS = 1 << 16
+
+
+def fold_for_plan(program: Program):
+    """fold_constants for a plan (per shape signature), whose results may grow up to 65,536
+    elements: a plan is never saved, and a broadcast of a constant (a gradient's seed, scaled by
+    1/n) is then computed once instead of at every call."""
+    return fold_constants(program, max_elements=PLAN_FOLD_MAX_ELEMENTS)

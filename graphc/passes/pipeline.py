@@ -16,7 +16,7 @@ from ..ir.verify import verify_nodes
 from .control import batch_steps, has_control_flow, hoist_invariants, inline_cond, on_bodies, trim
 from .cse import merge
 from .decompose import decompose
-from .fold import fold_constants
+from .fold import fold_constants, fold_for_plan
 from .fuse import fuse
 from .program import Program
 from .prune import prune
@@ -37,8 +37,8 @@ ROUNDS = 4
 # plumbing autodiff left for unknown dims simplifies away):
 SPECIALIZED = {
     0: (trim,),
-    1: (merge, fold_constants, inline_cond, trim),
-    2: (simplify, merge, fold_constants, inline_cond, hoist_invariants, batch_steps, trim, decompose, fuse),
+    1: (merge, fold_for_plan, inline_cond, trim),
+    2: (simplify, merge, fold_for_plan, inline_cond, hoist_invariants, batch_steps, trim, decompose, fuse),
 }
 
 
