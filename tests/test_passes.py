@@ -376,6 +376,20 @@ def test_fold_does_not_cap_results_no_bigger_than_their_inputs():
     np.testing.assert_array_equal(new.outputs[0].node.attrs["value"], np.ones(FOLD_MAX_ELEMENTS + 10))
 
 
+def test_plans_fold_constant_broadcasts_the_compile_time_program_keeps():
+    x = gc.placeholder((8, 3), F64, name="x")
+    w = gc.variable(np.ones((3, 2)), name="w")
+    loss = gc.mean(gc.sum(gc.tanh(x @ w), axis=1))  # its gradient starts from a broadcast seed
+    fn = gc.compile(gc.grad(loss, w))
+    consts = {n for n in fn.program.nodes if n.op == "constant"}
+    grows = [n for n in fn.program.nodes if n.inputs and all(t.node in consts for t in n.inputs)]
+    assert grows and all(n.op in ("broadcast_to", "multiply", "reshape") for n in grows), [n.op for n in grows]
+    assert not [s for s in fn.plan.steps if all(t.node.op == "constant" for t in s.node.inputs)]
+    xv = np.linspace(-1, 1, 24).reshape(8, 3)
+    want = xv.T @ ((1 - np.tanh(xv @ np.ones((3, 2))) ** 2) / 8)
+    np.testing.assert_allclose(fn(x=xv), want, rtol=1e-12)
+
+
 def test_fold_max_elements_argument():
     out = gc.broadcast_to(gc.constant(1.0), (4, 4))
     new, events = fold_constants(program_of(out), max_elements=8)
