@@ -105,6 +105,12 @@ class FusedKernel:
             self.step = self.n  # one block: see SHORT_WHOLE_MAX
         # large kernels run in blocks, with scratch buffers kept per thread (small ones call ``whole``)
         self.blocked = self.size > 2 * BLOCK and (self.n >= 2 * self.step or self.step == self.n)
+        # the blocks split into one range of rows or elements per thread (GRAPHC_NUM_THREADS, read
+        # when the kernel is bound)
+        nblocks = -(-self.n // self.step)
+        threads = min(num_threads(), nblocks) if self.size >= PARALLEL_MIN else 1
+        per = -(-nblocks // threads) * self.step
+        self.ranges = [(lo, min(self.n, lo + per)) for lo in range(0, self.n, per)] or [(0, 0)]
         self.tail = () if self.flat else tuple(shape[1:])
         dtypes = [np.dtype(d) for _op, _a, _at, d in body]
         self.scratch_dtypes = dtypes if self.reduce is not None else dtypes[:-1]
@@ -120,23 +126,23 @@ class FusedKernel:
         if self.matmul:
             a, b, *rest = arrays
             arrays = (gemm(np, a, b, out, *self.flags), *rest)
-        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-            if self.flat:
-                arrays = [a.reshape(-1) if s else np.asarray(a).reshape(()) for a, s in zip(arrays, self.sliced)]
-            target = [] if self.full_reduce else (out.reshape(-1) if self.flat else out)
-            n, step = self.n, self.step
-            nblocks = -(-n // step)
-            threads = min(num_threads(), nblocks) if self.size >= PARALLEL_MIN else 1
-            per = -(-nblocks // threads) * step
-            ranges = [(lo, min(n, lo + per)) for lo in range(0, n, per)]
-            parts = [[] for _ in ranges] if self.full_reduce else [target] * len(ranges)
+        if self.flat:
+            arrays = [a.reshape(-1) if s else np.asarray(a).reshape(()) for a, s in zip(arrays, self.sliced)]
+        if self.full_reduce:
+            parts: list = [[] for _ in self.ranges]
+        else:
+            parts = [out.reshape(-1) if self.flat else out] * len(self.ranges)
+        if len(self.ranges) == 1:
+            self._range(arrays, parts[0], *self.ranges[0])
+        else:
             futures = [self.backend.pool().submit(self._range, arrays, p, lo, hi)
-                       for p, (lo, hi) in zip(parts[1:], ranges[1:])]  # fmt: skip
-            self._range(arrays, parts[0], *ranges[0])
+                       for p, (lo, hi) in zip(parts[1:], self.ranges[1:])]  # fmt: skip
+            self._range(arrays, parts[0], *self.ranges[0])
             for f in futures:
                 f.result()
-            if self.full_reduce:  # combine the per-block partial results
-                ufunc = getattr(np, self.reduce[0])
+        if self.full_reduce:  # combine the per-block partial results
+            ufunc = getattr(np, self.reduce[0])
+            with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
                 out[...] = ufunc.reduce(np.asarray([x for p in parts for x in p], dtype=out.dtype))
         return out
 
