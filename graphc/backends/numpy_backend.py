@@ -107,10 +107,12 @@ class FusedKernel:
         self.blocked = self.size > 2 * BLOCK and (self.n >= 2 * self.step or self.step == self.n)
         # the blocks split into one range of rows or elements per thread (GRAPHC_NUM_THREADS, read
         # when the kernel is bound)
-        nblocks = -(-self.n // self.step)
-        threads = min(num_threads(), nblocks) if self.size >= PARALLEL_MIN else 1
-        per = -(-nblocks // threads) * self.step
-        self.ranges = [(lo, min(self.n, lo + per)) for lo in range(0, self.n, per)] or [(0, 0)]
+        self.ranges = [(0, self.n)]
+        if self.blocked:
+            nblocks = -(-self.n // self.step)
+            threads = min(num_threads(), nblocks) if self.size >= PARALLEL_MIN else 1
+            per = -(-nblocks // threads) * self.step
+            self.ranges = [(lo, min(self.n, lo + per)) for lo in range(0, self.n, per)]
         self.tail = () if self.flat else tuple(shape[1:])
         dtypes = [np.dtype(d) for _op, _a, _at, d in body]
         self.scratch_dtypes = dtypes if self.reduce is not None else dtypes[:-1]
