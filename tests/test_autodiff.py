@@ -58,6 +58,11 @@ def test_gradients_are_built_folded_and_merged(build):
         if n.inputs and all(t.node.op == "constant" for t in n.inputs):
             grows = np.prod(n.types[0].shape) > sum(np.prod(t.shape) for t in n.inputs)
             assert grows, f"{n.op} '{n.name}' on constants was left for the passes"
+        if gc.ops.REGISTRY[n.op].kind == "elementwise":  # it broadcasts its inputs itself
+            for i, t in enumerate(n.inputs):
+                if t.node.op == "broadcast_to":
+                    shapes = [u.node.inputs[0].shape if j == i else u.shape for j, u in enumerate(n.inputs)]
+                    assert np.broadcast_shapes(*shapes) != n.types[0].shape, f"{n.op} '{n.name}' reads a broadcast"
 
 
 def test_gradient_of_x_times_x_and_of_a_mean():

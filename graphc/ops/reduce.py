@@ -115,7 +115,7 @@ sum = _reduction("sum", np.sum, lambda g, o, x, axes, keepdims: (_back(g, x, axe
                  "Sum of elements over the given axes.", ufunc="add")  # fmt: skip
 mean = _reduction(
     "mean", np.mean,
-    lambda g, o, x, axes, keepdims: (_back(g, x, axes, keepdims) * _inverse_count(x, axes),),
+    lambda g, o, x, axes, keepdims: (_back(g * _inverse_count(x, axes), x, axes, keepdims),),
     "Mean of elements over the given axes.",
 )  # fmt: skip
 max = _reduction("max", np.max, _max_grad, "Maximum over axes; ties share the gradient equally.",  # noqa: A001

@@ -153,6 +153,8 @@ def apply(op: str, *inputs: Tensor, name: str | None = None, **attrs):
     types = (types,) if single else tuple(types)
     built = getattr(_building, "memo", None)
     if built is not None and name is None and foldable(opdef):
+        if opdef.kind == ELEMENTWISE and len(inputs) > 1:
+            inputs = _without_implied_broadcasts(inputs, types[0].shape)
         key = (id(graph), op, tuple([id(t) for t in inputs]), attrs_key(attrs))
         outs = built.get(key)
         if outs is None:
@@ -173,6 +175,21 @@ def apply(op: str, *inputs: Tensor, name: str | None = None, **attrs):
 # so a saved graph never holds the expansion of a scalar that broadcast_to describes in one
 # number, and at run time the broadcast is a view. It also keeps the passes from replacing the
 # broadcast seed of a gradient, which would copy the whole backward pass.
+def _without_implied_broadcasts(inputs: tuple, shape: tuple) -> tuple:
+    """An elementwise op broadcasts its inputs itself: a ``broadcast_to`` input whose source,
+    broadcast with the other inputs, gives the same (static) output shape is read at its source."""
+    if None in shape:
+        return inputs
+    inputs = list(inputs)
+    for i, t in enumerate(inputs):
+        if t.node.op == "broadcast_to":
+            src = t.node.inputs[0]
+            shapes = [src.shape if j == i else u.shape for j, u in enumerate(inputs)]
+            if all(None not in s for s in shapes) and tuple(np.broadcast_shapes(*shapes)) == tuple(shape):
+                inputs[i] = src
+    return tuple(inputs)
+
+
 FOLD_MAX_ELEMENTS = 0
 
 
@@ -199,8 +216,9 @@ _building = threading.local()  # .memo while autodiff builds a gradient (see ``g
 
 @contextmanager
 def gradient_builder():
-    """While autodiff builds one gradient, an op whose inputs are all constants becomes a constant
-    at once (unless it grows: see FOLD_MAX_ELEMENTS), and an op identical to one built
+    """While autodiff builds one gradient, an elementwise op reads a ``broadcast_to`` input at its
+    source when its own broadcasting implies it, an op whose inputs are all constants becomes a
+    constant at once (unless it grows: see FOLD_MAX_ELEMENTS), and an op identical to one built
     earlier in the same gradient (same op, inputs and attributes) is that node. Gradient graphs
     come out folded and merged (``1/n`` of a mean, ``g*x`` twice for ``x*x``) instead of leaving
     it to passes, whose every change next to the seed copies the whole backward pass. Named ops
