@@ -899,7 +899,7 @@ WORKLOADS = [
     Workload("W4T", "CNN train step b=64 (W4's net), softmax CE, SGD", "ms", w4t_data, w4t_graphc, w4t_numpy,
              reps=(60, 5), warmup=3, note=w2_note),
     Workload("W5", "compile 300 dense tanh + grads", "s", w5_data, w5_graphc, None,
-             reps=(7, 2), warmup=0, target_s=0.1, note=w5_note),
+             reps=(21, 2), warmup=0, target_s=0.1, note=w5_note),  # (a fresh graph each: 21 for a steady median)
     Workload("W6", "tanh RNN h=128 x=64, 50 steps, b=32: forward + BPTT", "ms", w6_data, w6_graphc, w6_numpy,
              w6_extras, reps=(60, 5), warmup=3),
 ]  # fmt: skip
