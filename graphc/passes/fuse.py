@@ -82,11 +82,12 @@ def _body(members, externals: list) -> tuple:
     """The members as fused-body instructions. Inputs not computed inside are appended to
     ``externals`` (in order of first use) and numbered 0..; instruction j is len(externals)+j."""
     inside = {n.outputs[0] for n in members}
+    pos = {t: i for i, t in enumerate(externals)}  # (a dict: Tensor == goes through Python)
     for n in members:
         for t in n.inputs:
-            if t not in inside and t not in externals:
+            if t not in inside and t not in pos:
+                pos[t] = len(externals)
                 externals.append(t)
-    pos = {t: i for i, t in enumerate(externals)}
     body = []
     for n in members:
         body.append((n.op, tuple(pos[t] for t in n.inputs), tuple(sorted(n.attrs.items())), n.types[0].dtype.str))

@@ -26,7 +26,7 @@ def isolate(program: Program) -> Program:
 def specialize(program: Program, shapes: dict[str, tuple] | None) -> Program:
     """The program with placeholder ``name`` given shape ``shapes[name]`` and types re-inferred,
     in a new private graph (``shapes=None``: an exact copy)."""
-    if shapes is not None and all(t.type.is_static for n in program.nodes for t in n.outputs) and all(
+    if shapes is not None and all(ty.is_static for n in program.nodes for ty in n.types) and all(
         n.types[0].shape == tuple(shapes[n.name]) for n in program.placeholders()
     ):
         return program  # already static with these very shapes
