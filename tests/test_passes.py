@@ -390,6 +390,16 @@ def test_plans_fold_constant_broadcasts_the_compile_time_program_keeps():
     np.testing.assert_allclose(fn(x=xv), want, rtol=1e-12)
 
 
+def test_a_constant_computation_that_fails_is_left_to_run_time():
+    out = gc.take(gc.constant(np.array([1.0, 2.0, 3.0])), gc.constant(np.array([5])))  # out of range
+    new, events = fold_constants(program_of(out))
+    (keep,) = [e for e in events if e.kind == "keep"]
+    assert keep.rule == "not folded: fails" and "IndexError" in keep.detail
+    fn = gc.compile(out)  # compiles; the call then names the node
+    with pytest.raises(gc.ExecutionError, match="take 'take'.*out of bounds"):
+        fn()
+
+
 def test_fold_max_elements_argument():
     out = gc.broadcast_to(gc.constant(1.0), (4, 4))
     new, events = fold_constants(program_of(out), max_elements=8)

@@ -153,28 +153,30 @@ def apply(op: str, *inputs: Tensor, name: str | None = None, **attrs):
     types = (types,) if single else tuple(types)
     built = getattr(_building, "memo", None)
     if built is not None and name is None and foldable(opdef):
-        if opdef.kind == ELEMENTWISE and len(inputs) > 1:
-            inputs = _without_implied_broadcasts(inputs, types[0].shape)
-        key = (id(graph), op, tuple([id(t) for t in inputs]), attrs_key(attrs))
-        outs = built.get(key)
-        if outs is None:
-            values = [t.node.attrs["value"] for t in inputs if t.node.op == "constant"]
-            folded = evaluate(opdef, values, attrs) if inputs and len(values) == len(inputs) else None
-            if folded is not None:
-                outs = tuple(graph.append("constant", (), {"value": np.asarray(r, dtype=t.dtype)}, (t,), None,
-                                          source).outputs[0] for r, t in zip(folded, types))  # fmt: skip
-            else:
-                outs = graph.append(op, tuple(inputs), attrs, types, name, source).outputs
-            built[key] = outs
+        outs = _build_in_gradient(built, graph, opdef, inputs, attrs, types, source)
     else:
         outs = graph.append(op, tuple(inputs), attrs, types, name, source).outputs
     return outs[0] if single else outs  # (a variable's output is a Variable)
 
 
-# Folding never grows data: a result larger than its constant inputs (and than this) stays a node,
-# so a saved graph never holds the expansion of a scalar that broadcast_to describes in one
-# number, and at run time the broadcast is a view. It also keeps the passes from replacing the
-# broadcast seed of a gradient, which would copy the whole backward pass.
+def _build_in_gradient(built: dict, graph, opdef: OpDef, inputs, attrs: dict, types: tuple, source) -> tuple:
+    """The outputs of a node built while autodiff builds a gradient (see ``gradient_builder``)."""
+    if opdef.kind == ELEMENTWISE and len(inputs) > 1:
+        inputs = _without_implied_broadcasts(inputs, types[0].shape)
+    key = (id(graph), opdef.name, tuple([id(t) for t in inputs]), attrs_key(attrs))
+    outs = built.get(key)
+    if outs is None:
+        values = [t.node.attrs["value"] for t in inputs if t.node.op == "constant"]
+        folded = evaluate(opdef, values, attrs) if inputs and len(values) == len(inputs) else None
+        if isinstance(folded, tuple):
+            outs = tuple(graph.append("constant", (), {"value": np.asarray(r, dtype=t.dtype)}, (t,), None,
+                                      source).outputs[0] for r, t in zip(folded, types))  # fmt: skip
+        else:
+            outs = graph.append(opdef.name, tuple(inputs), attrs, types, None, source).outputs
+        built[key] = outs
+    return outs
+
+
 def _without_implied_broadcasts(inputs: tuple, shape: tuple) -> tuple:
     """An elementwise op broadcasts its inputs itself: a ``broadcast_to`` input whose source,
     broadcast with the other inputs, gives the same (static) output shape is read at its source."""
@@ -190,6 +192,10 @@ def _without_implied_broadcasts(inputs: tuple, shape: tuple) -> tuple:
     return tuple(inputs)
 
 
+# Folding never grows data: a result larger than its constant inputs (and than this) stays a node,
+# so a saved graph never holds the expansion of a scalar that broadcast_to describes in one
+# number, and at run time the broadcast is a view. It also keeps the passes from replacing the
+# broadcast seed of a gradient, which would copy the whole backward pass.
 FOLD_MAX_ELEMENTS = 0
 
 
@@ -199,15 +205,28 @@ def foldable(opdef: OpDef) -> bool:
     return opdef.kind not in (STATEFUL, SOURCE) and opdef.body_types is None and opdef.bind is None
 
 
-def evaluate(opdef: OpDef, values: list, attrs: dict, max_elements: int = FOLD_MAX_ELEMENTS):
-    """The op's results (a tuple) on constant input ``values``, or None when they would be larger
-    than ``max_elements`` and than the inputs (``broadcast_to`` of a scalar)."""
-    with np.errstate(all="ignore"):
-        result = opdef.kernel(np, *values, **attrs)
+@dataclass(frozen=True)
+class NotFolded:
+    """Why a node on constant inputs stays a node (``explain`` shows it)."""
+
+    rule: str
+    detail: str
+
+
+def evaluate(opdef: OpDef, values: list, attrs: dict, max_elements: int = FOLD_MAX_ELEMENTS) -> tuple | NotFolded:
+    """The op's results (a tuple) on constant input ``values``, or why they are not folded: they
+    would be larger than ``max_elements`` and than the inputs (``broadcast_to`` of a scalar), or the
+    kernel fails (an index out of range), which is left to run time, where the error names the node."""
+    try:
+        with np.errstate(all="ignore"):
+            result = opdef.kernel(np, *values, **attrs)
+    except Exception as e:
+        return NotFolded("not folded: fails", f"evaluating it raises {type(e).__name__}: {e}")
     results = result if isinstance(result, tuple) else (result,)
     size = sum(np.size(r) for r in results)
-    if size > max_elements and size > sum(np.size(v) for v in values):
-        return None
+    limit = max(max_elements, sum(np.size(v) for v in values))
+    if size > limit:
+        return NotFolded("not folded: size cap", f"{size} elements > {limit}, its inputs' or the cap")
     return results
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ..ops.registry import FOLD_MAX_ELEMENTS, REGISTRY, evaluate, foldable
+from ..ops.registry import FOLD_MAX_ELEMENTS, REGISTRY, NotFolded, evaluate, foldable
 from ..ops.state import constant
 from .program import Program
 from .rewrite import Rewriter
@@ -27,10 +25,8 @@ def fold_constants(program: Program, max_elements: int = FOLD_MAX_ELEMENTS):
         if not foldable(opdef) or any(t.node.op != "constant" for t in inputs):
             return rw.copy(node, inputs)
         results = evaluate(opdef, [t.node.attrs["value"] for t in inputs], node.attrs, max_elements)
-        if results is None:
-            size = sum(math.prod(t.shape) for t in node.types)
-            cap = max(max_elements, sum(math.prod(t.shape) for t in inputs))
-            rw.note("keep", "not folded: size cap", [node], f"{size} elements > {cap}, its inputs' or the cap")
+        if isinstance(results, NotFolded):
+            rw.note("keep", results.rule, [node], results.detail)
             return rw.copy(node, inputs)
         rw.note("fold", "constant inputs", [node])
         return tuple(
