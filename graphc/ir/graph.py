@@ -38,8 +38,7 @@ class Node:
         self.source = source
         self.graph = graph
         cls = Variable if op == "variable" else Tensor
-        self.outputs = tuple(_tensor(cls, self, i) for i in range(len(types))) if len(types) != 1 else (
-            _tensor(cls, self, 0),)  # fmt: skip
+        self.outputs = tuple([_tensor(cls, self, i) for i in range(len(types))])
 
     def __repr__(self) -> str:
         return f"Node({self.name!r}, op={self.op})"

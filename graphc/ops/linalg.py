@@ -23,7 +23,8 @@ def _matmul_infer(a: TensorType, b: TensorType, transpose_a: bool = False, trans
     sa, sb = _t(a.shape, transpose_a), _t(b.shape, transpose_b)
     what = f"{fmt_shape(sa)} @ {fmt_shape(sb)}"
     if transpose_a or transpose_b:
-        what += f" (operands read transposed: {'a' if transpose_a else ''}{'b' if transpose_b else ''})"
+        which = " and ".join(n for n, flag in (("a", transpose_a), ("b", transpose_b)) if flag)
+        what += f" (operands read transposed: {which})"
     k1, k2 = sa[-1], sb[-2]
     if k1 is not None and k2 is not None and k1 != k2:
         raise ShapeError(f"{what}: inner dimensions {k1} and {k2} differ")
