@@ -44,8 +44,8 @@ def generate(steps, feeds, variables, constants, outputs, updates, alias_of, mem
     unpack([f"v{v}" for v, _ in feeds], [f"feed '{name}'" for _, name in feeds], "F")
     unpack([f"v{v}" for v, _ in variables], [f"variable '{name}'" for _, name in variables], "V")
     unpack([f"v{v}" for v, _ in constants], [f"constant {types[v]}" for v, _ in constants], "C")
-    slots = sorted({s.out_buffer for s in steps if s.out_buffer is not None})
-    unpack([f"b{i}" for i in slots], [f"buffer {i}" for i in slots], "B")
+    slots = range(len(memory.assignment))  # the arena: one view per planned value
+    unpack([f"b{i}" for i in slots], [f"buffer {memory.assignment[v]}" for v in sorted(memory.assignment)], "B")
 
     external = {v for v, _ in feeds} | {v for v, _ in variables} | {v for v, _ in constants}
 
