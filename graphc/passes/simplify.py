@@ -141,7 +141,7 @@ def matmul_of_transpose(rw, node, inputs):
         if t is not None and t.inputs[0].ndim >= 2 and t.attrs["axes"] == _last_two_swapped(t.inputs[0].ndim):
             operands[i] = t.inputs[0]
             flags[key] = not flags.get(key, False)
-    if operands == list(inputs):
+    if operands[0] is inputs[0] and operands[1] is inputs[1]:
         return None
     return apply("matmul", *operands, name=node.name, **{k: True for k, v in flags.items() if v})  # (errors name it)
 
