@@ -65,6 +65,27 @@ def test_gradients_are_built_folded_and_merged(build):
                     assert np.broadcast_shapes(*shapes) != n.types[0].shape, f"{n.op} '{n.name}' reads a broadcast"
 
 
+def test_what_the_gradient_builder_does_to_the_ops_built_in_it():
+    from graphc.ops import registry
+
+    with gc.Graph("g"):
+        x = gc.placeholder((3, 4), "float64", name="x")
+        c, r = gc.constant(np.arange(3.0).reshape(3, 1)), gc.constant(np.ones((3, 1)))
+        with registry.gradient_builder():
+            s0, s1, s0_again = gc.sum(x, axis=0), gc.sum(x, axis=1), gc.sum(x, axis=0)
+            six = gc.constant(2.0) * 3.0
+            wide = gc.broadcast_to(gc.constant(1.5), (3, 4))
+            implied = wide * x  # x alone gives (3, 4): the broadcast is read at its source
+            both = gc.broadcast_to(c, (3, 4)) * gc.broadcast_to(r, (3, 4))  # (3, 1) * (3, 1): one stays
+        twice = gc.sum(x, axis=0), gc.sum(x, axis=0)  # outside it, ops are built as asked
+    assert s0 is s0_again and s1 is not s0 and twice[0] is not twice[1]
+    assert six.node.op == "constant" and six.node.attrs["value"] == 6.0
+    assert wide.node.op == "broadcast_to"  # a result larger than its inputs is not folded
+    assert implied.node.inputs[0].node.op == "constant" and implied.node.inputs[0].shape == ()
+    assert both.shape == (3, 4) and [t.node.op for t in both.node.inputs].count("broadcast_to") == 1
+    np.testing.assert_array_equal(gc.compile(both)(), np.broadcast_to(np.arange(3.0).reshape(3, 1), (3, 4)))
+
+
 def test_gradient_of_x_times_x_and_of_a_mean():
     _, g = _gradient_nodes(GRADIENT_BUILDS["square via x*x"])
     np.testing.assert_allclose(g, 2 * np.arange(6.0).reshape(2, 3) / 6, rtol=1e-15)

@@ -1,4 +1,5 @@
-"""Property: on random graphs, opt_level=2 computes the same values and gradients as opt_level=0.
+"""Properties of random graphs: opt_level=2 computes the same values and gradients as opt_level=0,
+and the gradient builder the same gradients as a plain one.
 
 Hypothesis builds depth-limited expression trees over three float64 placeholders whose shapes
 broadcast against each other, mixing elementwise ops, reductions, matmuls, shape ops, softmax,
@@ -9,13 +10,16 @@ and the patterns that simplify and stabilize rewrite (``x * 1``, ``log(1 + x)``,
 
 from __future__ import annotations
 
+import contextlib
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 import graphc as gc
-from graphc.ops import apply
+from graphc.ops import apply, registry
 
 F64 = "float64"
 SHAPES = {"a": (3, 4), "b": (4,), "c": (3, 1)}
@@ -193,3 +197,24 @@ def test_optimizing_twice_changes_nothing(case):
     once, _ = optimize(program, 2, verify=True)
     twice, _ = optimize(once, 2, verify=True)
     assert format_graph(None, twice.nodes) == format_graph(None, once.nodes)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_graphs())
+def test_the_gradient_builder_changes_no_gradient(case):
+    """gc.grad folds, merges and reads implied broadcasts at their source as it builds: the same
+    gradients as built plainly (each compiled without optimization)."""
+    graph, ph, out, seed = case
+    rng = np.random.default_rng(seed)
+    with graph:
+        weights = gc.constant(rng.uniform(0.5, 1.5, tuple(3 if d is None else d for d in out.shape)))
+        loss = gc.mean(gc.sum(out * weights, axis=0, keepdims=False) if out.ndim else out * weights)
+        built = gc.grad(loss, [ph["a"], ph["b"], ph["c"]])
+        with mock.patch.object(registry, "gradient_builder", contextlib.nullcontext):
+            plain = gc.grad(loss, [ph["a"], ph["b"], ph["c"]])
+    note(str(graph))
+    feeds = {name: rng.normal(size=shape) for name, shape in SHAPES.items()}
+    want = gc.compile(plain, opt_level=0)(**feeds)
+    got = gc.compile(built, opt_level=0)(**feeds)
+    for name, g, w in zip(["d/da", "d/db", "d/dc"], got, want):
+        _compare(g, w, name)
