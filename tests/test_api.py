@@ -296,6 +296,9 @@ def test_double_equals_is_identity_so_tensors_key_dicts():
     d = {x: "x", y: "y"}
     assert d[x] == "x" and d[gc.Tensor(y.node, 0)] == "y"
     assert len({x, y, gc.Tensor(x.node, 0)}) == 2
+    import copy
+
+    assert copy.copy(x) is x and copy.deepcopy({"x": [x]})["x"][0] is x  # a handle, copied as itself
 
 
 # -- slicing ------------------------------------------------------------------------------------

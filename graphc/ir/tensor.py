@@ -40,6 +40,12 @@ class Tensor:
     __eq__ = object.__eq__
     __ne__ = object.__ne__
 
+    def __copy__(self):  # a handle on a graph's node: a copy is the same handle
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
     # -- static type ------------------------------------------------------------------------
     @property
     def type(self) -> TensorType:
