@@ -163,7 +163,7 @@ def _build_in_gradient(built: dict, graph, opdef: OpDef, inputs, attrs: dict, ty
     """The outputs of a node built while autodiff builds a gradient (see ``gradient_builder``)."""
     if opdef.kind == ELEMENTWISE and len(inputs) > 1:
         inputs = _without_implied_broadcasts(inputs, types[0].shape)
-    key = (id(graph), opdef.name, tuple([id(t) for t in inputs]), attrs_key(attrs))
+    key = (graph, opdef.name, tuple(inputs), attrs_key(attrs))  # (objects, not ids: they stay alive)
     outs = built.get(key)
     if outs is None:
         values = [t.node.attrs["value"] for t in inputs if t.node.op == "constant"]
