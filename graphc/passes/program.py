@@ -33,6 +33,16 @@ class Program:
         """The private graph the program's nodes live in (passes append their new nodes to it)."""
         return self.nodes[0].graph if self.nodes else None
 
+    def needed(self) -> set:
+        """The nodes the targets depend on (walking back from them: their own node list aside)."""
+        live, stack = set(), [t.node for t in self.targets]
+        while stack:
+            node = stack.pop()
+            if node not in live:
+                live.add(node)
+                stack.extend(t.node for t in node.inputs)
+        return live
+
     def placeholders(self) -> tuple:
         return tuple(n for n in self.nodes if n.op == "placeholder")
 

@@ -8,12 +8,7 @@ from .program import Program
 def prune(program: Program, keep_sources: bool = False) -> Program:
     """Drop every node no output or update depends on; with ``keep_sources``, not placeholders
     and variables (as the rewrite engine: optimizing never changes which feeds a function takes)."""
-    live, stack = set(), [t.node for t in program.targets]
-    while stack:
-        node = stack.pop()
-        if node not in live:
-            live.add(node)
-            stack.extend(t.node for t in node.inputs)
+    live = program.needed()
     if keep_sources:
         live.update(n for n in program.nodes if not n.inputs and n.op != "constant")
     nodes = tuple(n for n in program.nodes if n in live)

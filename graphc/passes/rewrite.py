@@ -114,12 +114,7 @@ class Rewriter:
 def topological(program: Program, sources=()) -> Program:
     """The nodes the targets need, in an order where inputs come first (node ids grow along every
     edge, since graphs are append-only); ``sources`` (placeholders, variables) are always kept."""
-    live, stack = set(), [t.node for t in program.targets]
-    while stack:
-        node = stack.pop()
-        if node not in live:
-            live.add(node)
-            stack.extend(t.node for t in node.inputs)
+    live = program.needed()
     live.update(n for n in sources if not n.inputs and n.op != "constant")
     nodes = tuple(sorted(live, key=lambda n: n.id))
     return Program(nodes, program.outputs, program.updates)
