@@ -41,12 +41,18 @@ def _gradient_nodes(build):
     return graph.nodes[first:], gc.compile(grads)()
 
 
-GRADIENT_BUILDS = {
-    "square via x*x": lambda: (lambda x: (gc.mean(x * x), x))(gc.variable(np.arange(6.0).reshape(2, 3), name="x")),
-    "mlp": lambda: (
-        lambda w, x: (gc.mean(gc.sum(gc.tanh(x @ w) * gc.tanh(x @ w), axis=1)), w)
-    )(gc.variable(np.linspace(-1, 1, 12).reshape(4, 3), name="w"), gc.constant(np.linspace(0, 1, 8).reshape(2, 4))),
-}
+def _square():
+    x = gc.variable(np.arange(6.0).reshape(2, 3), name="x")
+    return gc.mean(x * x), x
+
+
+def _mlp():
+    w = gc.variable(np.linspace(-1, 1, 12).reshape(4, 3), name="w")
+    x = gc.constant(np.linspace(0, 1, 8).reshape(2, 4))
+    return gc.mean(gc.sum(gc.tanh(x @ w) * gc.tanh(x @ w), axis=1)), w
+
+
+GRADIENT_BUILDS = {"square via x*x": _square, "mlp": _mlp}
 
 
 @pytest.mark.parametrize("build", GRADIENT_BUILDS.values(), ids=GRADIENT_BUILDS.keys())

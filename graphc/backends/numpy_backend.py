@@ -177,7 +177,7 @@ def _scratch(shape: tuple, dtypes: list) -> list:
         buffers, count = pool["bytes"], math.prod(shape)
         for i, d in enumerate(dtypes):
             if i == len(buffers) or buffers[i].nbytes < count * d.itemsize:
-                buffers[i:i + 1] = [np.empty(count * d.itemsize, np.uint8)]
+                buffers[i : i + 1] = [np.empty(count * d.itemsize, np.uint8)]
                 pool["views"].clear()  # views of the buffer it replaces must not be handed out again
         views = [buffers[i][: count * d.itemsize].view(d).reshape(shape) for i, d in enumerate(dtypes)]
         pool["views"][key] = views
