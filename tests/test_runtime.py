@@ -99,6 +99,52 @@ def test_bad_updates_raise_compile_error():
         gc.compile(None, updates=[(w, w, w)])
 
 
+def _inference_with_variable_work():
+    """y = x * reshape(w) + sqrt(v): the reshape and the sqrt depend on variables alone."""
+    x = gc.placeholder((2, 3), "float64", name="x")
+    w = gc.variable(np.arange(3.0), name="w")
+    v = gc.variable(np.full((2, 1), 4.0), name="v")
+    y = x * gc.reshape(w, (1, 3)) + gc.sqrt(v)
+    return x, w, v, y
+
+
+def test_work_on_variables_alone_runs_once_per_variable_version():
+    x, w, v, y = _inference_with_variable_work()
+    fn = gc.compile([y, gc.sqrt(v)])
+    plan = fn.plan
+    assert plan.prepare is not None
+    run_body, prepare_body = plan.source.split("def prepare")
+    run_body = run_body.split(") = C")[-1]  # (after the unpacking, whose comments name prepared values)
+    assert "sqrt" not in run_body and "reshape" not in run_body
+    assert "sqrt" in prepare_body and "reshape" in prepare_body
+    xv = np.ones((2, 3))
+    out, root = fn(x=xv)
+    np.testing.assert_array_equal(out, xv * np.arange(3.0) + 2.0)
+    root[:] = -1.0  # an output that is a prepared value is a copy: the next call is unaffected
+    calls = []
+    real = plan.prepare
+    object.__setattr__(plan, "prepare", lambda V, C: calls.append(1) or real(V, C))
+    fn(x=xv)
+    assert calls == []  # cached: the variables did not change
+    np.testing.assert_array_equal(fn(x=xv)[1], np.full((2, 1), 2.0))
+    w.value = np.array([1.0, 1.0, 1.0])  # a new value: prepared again
+    np.testing.assert_array_equal(fn(x=xv)[0], xv + 2.0)
+    assert calls == [1]
+
+
+def test_prepared_values_follow_updates_of_other_functions_and_restores(tmp_path):
+    x, w, v, y = _inference_with_variable_work()
+    infer = gc.compile(y)
+    train = gc.compile(None, updates=[(w, w + 1.0), (v, v * 4.0)])  # written in place into the variables
+    xv = np.ones((2, 3))
+    gc.save_checkpoint(infer, tmp_path / "ckpt.json")
+    before = infer(x=xv)
+    train()
+    np.testing.assert_array_equal(infer(x=xv), xv * (np.arange(3.0) + 1.0) + 4.0)
+    gc.restore_checkpoint(infer, tmp_path / "ckpt.json")
+    np.testing.assert_array_equal(infer(x=xv), before)
+
+
 def test_two_functions_share_variables():
     x = gc.placeholder((None, 2), "float64", name="x")
     w = gc.variable(np.ones((2, 1)), name="w")

@@ -78,6 +78,9 @@ class Graph:
         self._by_name: dict[str, Node] = {}
         self._name_counts: dict[str, int] = {}
         self.variables: dict[str, np.ndarray] = {}  # variable node name -> current value
+        # bumped by every write to a variable (updates, var.value = ..., a restored checkpoint):
+        # a plan's values computed from variables alone are cached per version
+        self.variables_version = 0
         # (trigger tensor, variable, new value): every function whose program computes the
         # trigger also applies the update (a random op's counter, batch norm's running stats)
         self.implicit_updates: list[tuple] = []

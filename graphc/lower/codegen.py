@@ -24,11 +24,14 @@ def _check_finite(value, node) -> None:
 
 
 def generate(steps, feeds, variables, constants, outputs, updates, alias_of, memory, types, check_numerics,
-             copy_outputs: bool = True):  # fmt: skip
-    """Return (source text, compiled run function, {line number: step index}).
+             copy_outputs: bool = True, hoisted=frozenset()):  # fmt: skip
+    """Return (source text, compiled run function, compiled prepare function or None,
+    {line number: step index}).
 
     ``copy_outputs=False`` (a loop body, whose caller copies what it keeps) returns outputs that
-    may alias a feed, constant or another output as they are.
+    may alias a feed, constant or another output as they are. The steps computing ``hoisted``
+    values go to ``prepare(V, C)``, which returns them; ``run`` then finds them in C after the
+    constants.
     """
     filename = f"<graphc plan {next(_counter)}>"
     env = {"_check": _check_finite, "_asarray": np.asarray}
@@ -41,13 +44,18 @@ def generate(steps, feeds, variables, constants, outputs, updates, alias_of, mem
             lines.extend(f"    {'(' if i == 0 else ' '}{n},  # {c}" for i, (n, c) in enumerate(zip(names, comments)))
             lines.append(f"     ) = {sequence}")
 
+    prepared = [s for s in steps if s.outs[0] in hoisted]
+    prepared_outs = [v for s in prepared for v in s.outs]
     unpack([f"v{v}" for v, _ in feeds], [f"feed '{name}'" for _, name in feeds], "F")
     unpack([f"v{v}" for v, _ in variables], [f"variable '{name}'" for _, name in variables], "V")
-    unpack([f"v{v}" for v, _ in constants], [f"constant {types[v]}" for v, _ in constants], "C")
+    by_prepare = [f"{s.node.op} '{s.node.name}' -> {types[v]}, by prepare" for s in prepared for v in s.outs]
+    unpack([f"v{v}" for v, _ in constants] + [f"v{v}" for v in prepared_outs],
+           [f"constant {types[v]}" for v, _ in constants] + by_prepare, "C")  # fmt: skip
     slots = range(len(memory.assignment))  # the arena: one view per planned value
     unpack([f"b{i}" for i in slots], [f"buffer {memory.assignment[v]}" for v in sorted(memory.assignment)], "B")
 
-    external = {v for v, _ in feeds} | {v for v, _ in variables} | {v for v, _ in constants}
+    # (values that outlive the call: an output reading one is a copy)
+    external = {v for v, _ in feeds} | {v for v, _ in variables} | {v for v, _ in constants} | set(prepared_outs)
 
     def root(v):
         while v in alias_of:
@@ -56,7 +64,7 @@ def generate(steps, feeds, variables, constants, outputs, updates, alias_of, mem
 
     line_to_step = {}
     deferred = [s for s in steps if s.out_variable is not None]
-    body_steps = [s for s in steps if s.out_variable is None]
+    body_steps = [s for s in steps if s.out_variable is None and s.outs[0] not in hoisted]
 
     kernel_names: dict = {}  # id(kernel) -> its name in the run function (steps share kernels)
 
@@ -100,9 +108,16 @@ def generate(steps, feeds, variables, constants, outputs, updates, alias_of, mem
     for s in deferred:
         emit(index[id(s)], s)
     lines.append(f"    return [{', '.join(out_names)}], [{', '.join(upd_names)}]")
+    if prepared:  # what depends on variables and constants only, once per version of the variables
+        lines += ["", "", "def prepare(V, C):"]
+        unpack([f"v{v}" for v, _ in variables], [f"variable '{name}'" for _, name in variables], "V")
+        unpack([f"v{v}" for v, _ in constants], [f"constant {types[v]}" for v, _ in constants], "C")
+        for s in prepared:
+            emit(index[id(s)], s)
+        lines.append(f"    return ({''.join(f'v{v}, ' for v in prepared_outs)})")
     source = "\n".join(lines) + "\n"
     code = "\n".join(line.split("  # ", 1)[0] for line in lines) + "\n"  # (comments cost compile time)
     exec(compile(code, filename, "exec"), env)  # our own generated text, never file content
     run = env["run"]
     run.filename = filename
-    return source, run, line_to_step
+    return source, run, env.get("prepare"), line_to_step

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from ..ir.keys import attrs_key
-from ..ops.registry import REGISTRY, SOURCE
+from ..ops.registry import REGISTRY, SOURCE, foldable
 from ..passes.program import Program
 from .codegen import generate
 from .memory import MemoryPlan, nbytes, plan_memory
@@ -46,6 +46,10 @@ class Plan:
     variable_names: tuple
     constant_values: tuple
     dynamic_updates: bool  # an update's shape is known only at run time (the executor checks it)
+    # prepare(V, C) -> the values that depend on variables and constants only (a BN's rsqrt of its
+    # running variance, a bias reshaped for broadcasting), which ``run`` reads after the constants
+    # in C; the executor calls it once per version of the graph's variables. None: no such values.
+    prepare: object = None
 
 
 def _inplace_updates(program: Program, compute: list) -> dict:
@@ -83,10 +87,13 @@ def _storage(t):
 
 
 def lower(program: Program, backend, check_numerics: bool = False, placeholder_names=None,
-          copy_outputs: bool = True) -> Plan:  # fmt: skip
+          copy_outputs: bool = True, hoist: bool = True) -> Plan:  # fmt: skip
     """Schedule, plan memory and generate the run function of a static-shape program.
 
     ``copy_outputs=False``: outputs may alias feeds and constants (loop bodies; see codegen).
+    ``hoist``: a program without updates computes what depends only on variables and constants
+    in ``Plan.prepare``, once per version of the variables, instead of at every call (not for
+    control-flow bodies, whose caller passes them no variables).
 
     ``placeholder_names`` is the order in which the caller passes its feeds (the function's
     placeholders; the program may have pruned some that only gave a shape).
@@ -108,15 +115,18 @@ def lower(program: Program, backend, check_numerics: bool = False, placeholder_n
     last = [n for n in compute if n.outputs[0] in inplace]
     compute = [n for n in compute if n.outputs[0] not in inplace] + last
     var_index = {n.name: i for i, n in enumerate(n for n in sources if n.op == "variable")}
+    hoisted = _hoisted(program, sources, compute, vid) if hoist and not program.updates else set()
 
     alias_of = {}
     for n in compute:
         if REGISTRY[n.op].aliases and n.inputs:
             for t in n.outputs:
                 alias_of[vid[t]] = vid[n.inputs[0]]
-    escapes = {vid[t] for t in program.targets} | {vid[n.outputs[0]] for n in sources}
+    # (hoisted values persist across calls: like sources, they are never planned buffers)
+    escapes = {vid[t] for t in program.targets} | {vid[n.outputs[0]] for n in sources} | hoisted
     plannable = {vid[n.outputs[0]] for n in compute
-                 if REGISTRY[n.op].writes_out and n.outputs[0] not in inplace and n.types[0].is_static}  # fmt: skip
+                 if REGISTRY[n.op].writes_out and n.outputs[0] not in inplace and n.types[0].is_static
+                 and vid[n.outputs[0]] not in hoisted}  # fmt: skip
     sched = [(tuple(vid[t] for t in n.inputs), tuple(vid[t] for t in n.outputs)) for n in compute]
     # an elementwise kernel may write over an input of the output's own type (same layout)
     inplace_ok = [{vid[t] for t in n.inputs if types[vid[t]] == n.types[0]} if REGISTRY[n.op].writes_inplace
@@ -142,8 +152,9 @@ def lower(program: Program, backend, check_numerics: bool = False, placeholder_n
     constants = tuple((vid[n.outputs[0]], backend.from_host(n.attrs["value"])) for n in sources if n.op == "constant")
     outputs = tuple(vid[t] for t in program.outputs)
     updates = tuple((name, vid[t]) for name, t in program.updates if t not in inplace)
-    source, run, line_to_step = generate(
-        steps, feeds, variables, constants, outputs, updates, alias_of, memory, types, check_numerics, copy_outputs
+    source, run, prepare, line_to_step = generate(
+        steps, feeds, variables, constants, outputs, updates, alias_of, memory, types, check_numerics, copy_outputs,
+        hoisted,
     )
     if placeholder_names is None:
         placeholder_names = [n.name for n in program.placeholders()]
@@ -153,7 +164,21 @@ def lower(program: Program, backend, check_numerics: bool = False, placeholder_n
                 feed_order=tuple(placeholder_names.index(name) for _, name in feeds),
                 feeds_in_order=[name for _, name in feeds] == placeholder_names,
                 variable_names=tuple(name for _, name in variables),
-                constant_values=tuple(c for _, c in constants), dynamic_updates=dynamic_updates)  # fmt: skip
+                constant_values=tuple(c for _, c in constants), dynamic_updates=dynamic_updates,
+                prepare=prepare)  # fmt: skip
+
+
+def _hoisted(program: Program, sources: list, compute: list, vid: dict) -> set:
+    """Value ids computed from variables and constants alone by pure kernels (not random, not
+    control flow): they change only when a variable does."""
+    known = {vid[n.outputs[0]] for n in sources if n.op in ("variable", "constant")}
+    hoisted = set()
+    for n in compute:
+        if foldable(REGISTRY[n.op]) and n.types[0].is_static and all(vid[t] in known for t in n.inputs):
+            outs = {vid[t] for t in n.outputs}
+            known |= outs
+            hoisted |= outs
+    return hoisted
 
 
 def make_arena(plan: Plan, xp) -> list:

@@ -94,6 +94,7 @@ def variable(initial_value, name: str | None = None, trainable: bool = True, dty
     as_dtype(arr.dtype)
     var = apply("variable", name=name, shape=arr.shape, dtype=arr.dtype, trainable=bool(trainable))
     var.graph.variables[var.node.name] = arr
+    var.graph.variables_version += 1
     return var
 
 

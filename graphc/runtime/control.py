@@ -25,7 +25,8 @@ class Body:
         program = Program(sub.nodes, sub.outputs)
         # a loop body's outputs are not copied per step: the loop copies what it keeps (stacks,
         # the final state); a branch's outputs leave the cond as they are, so they are fresh
-        self.plan = lower(program, backend, check_numerics, [p.node.name for p in sub.params], copy_outputs=not loop)
+        self.plan = lower(program, backend, check_numerics, [p.node.name for p in sub.params], copy_outputs=not loop,
+                          hoist=False)  # fmt: skip
         self.owner, self.what, self.xp = owner, what, backend.xp
         self._arenas: list = []  # one arena per concurrent call of the enclosing kernel
 

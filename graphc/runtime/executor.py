@@ -113,6 +113,7 @@ class Function:
         self._input_names = [t.node.name for t in self.inputs]
         self._host = backend.name == "cpu"  # feeds and outputs need no device copies
         self._last = (None, None, None, None)  # the last call's signature, plan, arena pool, variable reader
+        self._prepared_values = (None, -1, ())  # (plan, variables version, its C with the prepared values)
         self._seen_size = len(graph.nodes)
         self._called = False
         if all(t.is_static for _, t in self._placeholders):
@@ -241,14 +242,26 @@ class Function:
                             _check_update_shape(name, variables[name].shape, value.shape, feeds)
                     for (name, _), value in zip(plan.updates, new):
                         variables[name] = value
+                    graph.variables_version += 1  # (updates written in place by the plan count too)
             else:
                 outs, _ = self._run(plan, F, read(variables), plan.constant_values, B)
         finally:
             arenas.append(B)
         return self.structure(outs if self._host else [backend.to_host(o) for o in outs])
 
+    def _prepared(self, plan, V, C) -> tuple:
+        """The plan's constants followed by its values computed from variables alone, computed once
+        per version of the graph's variables."""
+        version = self.graph.variables_version  # (read first: a write meanwhile makes a newer one)
+        cached = self._prepared_values
+        if cached[0] is not plan or cached[1] != version:
+            cached = self._prepared_values = (plan, version, C + tuple(plan.prepare(V, C)))
+        return cached[2]
+
     def _run(self, plan, F, V, C, B):
         try:
+            if plan.prepare is not None:
+                C = self._prepared(plan, V, C)
             return plan.run(F, V, C, B)
         except GraphcError:
             raise

@@ -36,3 +36,4 @@ def set_variable(var, value) -> None:
     arr = convert_value(value, t.shape, t.dtype, f"variable '{var.name}'")
     with var.graph.lock:
         var.graph.variables[var.node.name] = np.array(arr, copy=True)
+        var.graph.variables_version += 1

@@ -366,3 +366,4 @@ def restore_checkpoint(obj, path, limits: LoadLimits | None = None) -> None:
         values[node.name] = value
     with graph.lock:
         graph.variables.update(values)  # plans read the store at every call
+        graph.variables_version += 1
