@@ -144,9 +144,14 @@ RULE_CASES = [
         ["max_pool2d", "subtract", "add", "relu"],
     ),  # (b + x; padded windows; x - 1 commutes too)
     (S.pool_before_map, lambda p: gc.max_pool2d(p.img - 1.0, 3, stride=1), ["max_pool2d", "subtract"]),
-    (
+    (  # relu's own mask (c = 0): routed through relu's input, so the relu itself is no longer needed
         S.pool_grad_mask,
         _relu_pool_grad,
+        ["subtract", "max_pool2d", "multiply", "max_pool2d", "greater", "multiply", "max_pool2d_grad"],
+    ),
+    (  # a mask below 0 is not relu's: routed through relu(z) as before
+        S.pool_grad_mask,
+        lambda p: _relu_pool_grad(p, c=-0.5),
         ["subtract", "relu", "max_pool2d", "multiply", "max_pool2d", "greater", "multiply", "max_pool2d_grad"],
     ),
     (Z.log_softmax_rule, lambda p: gc.log(gc.softmax(p.x), name="l"), ["log_softmax"]),

@@ -318,6 +318,11 @@ def pool_grad_mask(rw, node, inputs):
     The gradient lands only where x equals its window's maximum, and there x > c exactly when the
     maximum is: relu's gradient mask after a pool then costs a pass over the kh*kw times smaller
     pooled tensor (whose max_pool2d the forward pass computed already: merge shares it).
+
+    When x = relu(z) and c >= 0, the gradient is routed through z instead: where the window's
+    maximum is above c, relu(z) and z have the same first maximum, and elsewhere the masked g is 0
+    wherever it lands (for a finite g). Nothing then reads relu(z) but the forward pool, which
+    ``pool_before_map`` can then apply before the relu (training a CNN skips a full-size relu).
     """
     for grad, mask in (inputs, inputs[::-1]):
         pg, gt = producer(grad, "max_pool2d_grad"), producer(mask, "greater")
@@ -329,6 +334,9 @@ def pool_grad_mask(rw, node, inputs):
             continue
         if len(rw.users.get(pg, ())) != 1:
             continue
+        relu = producer(x, "relu")
+        if relu is not None and scalar_of(c) >= 0:
+            x = relu.inputs[0]
         pooled = apply("max_pool2d", x, **pg.attrs)
         return apply("max_pool2d_grad", x, g * ops.greater(pooled, c), **pg.attrs)
     return None
