@@ -178,6 +178,8 @@ def test_missing_attribute(model):
         ("split", "sections", 10**9, r"a number of sections .*: got 1000000000"),  # a billion output types
         ("split", "axis", "1", r"an axis in \[0, 32\) or null: got '1'"),
         ("x", "dtype", "float32", r"a dtype: got 'float32'"),
+        ("matmul", "transpose_a", False, r"true \(omitted when false\): got False"),
+        ("matmul", "transpose_b", 1, r"true \(omitted when false\): got 1"),
     ],
 )
 def test_attribute_of_the_wrong_kind(model, node, attr, value, message):
