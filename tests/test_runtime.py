@@ -117,6 +117,8 @@ def test_work_on_variables_alone_runs_once_per_variable_version():
     run_body = run_body.split(") = C")[-1]  # (after the unpacking, whose comments name prepared values)
     assert "sqrt" not in run_body and "reshape" not in run_body
     assert "sqrt" in prepare_body and "reshape" in prepare_body
+    assert "(by prepare: once per version of the variables)" in fn.explain()
+    assert sum(k.get("prepared", False) for k in fn.explain(format="json")["plans"][0]["kernels"]) == 2
     xv = np.ones((2, 3))
     out, root = fn(x=xv)
     np.testing.assert_array_equal(out, xv * np.arange(3.0) + 2.0)

@@ -24,13 +24,13 @@ def _check_finite(value, node) -> None:
 
 
 def generate(steps, feeds, variables, constants, outputs, updates, alias_of, memory, types, check_numerics,
-             copy_outputs: bool = True, hoisted=frozenset()):  # fmt: skip
+             copy_outputs: bool = True):  # fmt: skip
     """Return (source text, compiled run function, compiled prepare function or None,
     {line number: step index}).
 
     ``copy_outputs=False`` (a loop body, whose caller copies what it keeps) returns outputs that
-    may alias a feed, constant or another output as they are. The steps computing ``hoisted``
-    values go to ``prepare(V, C)``, which returns them; ``run`` then finds them in C after the
+    may alias a feed, constant or another output as they are. The ``prepared`` steps go to
+    ``prepare(V, C)``, which returns their values; ``run`` then finds them in C after the
     constants.
     """
     filename = f"<graphc plan {next(_counter)}>"
@@ -44,7 +44,7 @@ def generate(steps, feeds, variables, constants, outputs, updates, alias_of, mem
             lines.extend(f"    {'(' if i == 0 else ' '}{n},  # {c}" for i, (n, c) in enumerate(zip(names, comments)))
             lines.append(f"     ) = {sequence}")
 
-    prepared = [s for s in steps if s.outs[0] in hoisted]
+    prepared = [s for s in steps if s.prepared]
     prepared_outs = [v for s in prepared for v in s.outs]
     unpack([f"v{v}" for v, _ in feeds], [f"feed '{name}'" for _, name in feeds], "F")
     unpack([f"v{v}" for v, _ in variables], [f"variable '{name}'" for _, name in variables], "V")
@@ -64,7 +64,7 @@ def generate(steps, feeds, variables, constants, outputs, updates, alias_of, mem
 
     line_to_step = {}
     deferred = [s for s in steps if s.out_variable is not None]
-    body_steps = [s for s in steps if s.out_variable is None and s.outs[0] not in hoisted]
+    body_steps = [s for s in steps if s.out_variable is None and not s.prepared]
 
     kernel_names: dict = {}  # id(kernel) -> its name in the run function (steps share kernels)
 

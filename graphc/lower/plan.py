@@ -25,6 +25,7 @@ class Step:
     outs: tuple[int, ...]  # value ids written
     out_buffer: int | None = None  # arena slot passed as out= (a view of a planned buffer)
     out_variable: int | None = None  # variable index written in place (an SGD-style update)
+    prepared: bool = False  # run by Plan.prepare (once per version of the variables), not per call
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ def lower(program: Program, backend, check_numerics: bool = False, placeholder_n
             n, kernel, args, outs,
             out_buffer=slots.get(outs[0]),
             out_variable=var_index[inplace[n.outputs[0]]] if n.outputs[0] in inplace else None,
+            prepared=outs[0] in hoisted,
         ))  # fmt: skip
     feeds = tuple((vid[n.outputs[0]], n.name) for n in sources if n.op == "placeholder")
     variables = tuple((vid[n.outputs[0]], n.name) for n in sources if n.op == "variable")
@@ -153,8 +155,7 @@ def lower(program: Program, backend, check_numerics: bool = False, placeholder_n
     outputs = tuple(vid[t] for t in program.outputs)
     updates = tuple((name, vid[t]) for name, t in program.updates if t not in inplace)
     source, run, prepare, line_to_step = generate(
-        steps, feeds, variables, constants, outputs, updates, alias_of, memory, types, check_numerics, copy_outputs,
-        hoisted,
+        steps, feeds, variables, constants, outputs, updates, alias_of, memory, types, check_numerics, copy_outputs
     )
     if placeholder_names is None:
         placeholder_names = [n.name for n in program.placeholders()]

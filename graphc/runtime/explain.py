@@ -45,6 +45,8 @@ def _plan(signature, plan, reports, names, timings: bool) -> dict:
             k["buffer"] = plan.arena_layout[s.out_buffer][0]
         if s.out_variable is not None:
             k["writes_variable"] = plan.variables[s.out_variable][1]
+        if s.prepared:
+            k["prepared"] = True
         kernels.append(k)
     return {
         "signature": {name: list(shape) for name, shape in zip(names, signature)},
@@ -95,6 +97,7 @@ def _text(d: dict) -> str:
         for k in p["kernels"]:
             where = f" -> buffer {k['buffer']}" if "buffer" in k else ""
             where += f" -> in place into variable '{k['writes_variable']}'" if "writes_variable" in k else ""
+            where += " (by prepare: once per version of the variables)" if k.get("prepared") else ""
             out.append(f"  {k['step']:3d} {k['op']} '{k['node']}' {k['type']}{where}")
             if "expression" in k:
                 out.append(f"        = {k['expression']}")
