@@ -536,3 +536,16 @@ def test_plain_swap_with_in_place_candidates_elsewhere():
         assert n.value == i + 1
     np.testing.assert_array_equal(a.value, [3.0, 4.0])
     np.testing.assert_array_equal(b.value, [1.0, 2.0])
+
+
+def test_clip_of_a_large_tensor_in_blocks(rng, threads):
+    """maximum/minimum against one value inside fused blocks, on one thread and two."""
+    n = 5 * BLOCK + 3
+    x = gc.placeholder((n,), "float32", name="x")
+    lo = gc.placeholder((), "float32", name="lo")
+    fn = gc.compile(gc.clip(x, lo, 0.5) * 2.0 + gc.maximum(x, -0.25))
+    blocked_kernel(fn, flat=True)
+    xv = rng.normal(size=n).astype("float32")
+    for lov in (-0.5, 0.0, -0.5):  # a fed bound: the filled blocks follow its value
+        want = np.clip(xv, np.float32(lov), np.float32(0.5)) * 2 + np.maximum(xv, np.float32(-0.25))
+        np.testing.assert_array_equal(fn(x=xv, lo=np.float32(lov)), want)

@@ -279,3 +279,23 @@ def test_gemm_takes_every_layout_and_out_buffer():
         np.testing.assert_allclose(gemm(np, x, y), want, rtol=1e-5)
     batched = rng.standard_normal((2, 5, 7)).astype("float32")
     np.testing.assert_allclose(gemm(np, batched, b), np.matmul(batched, b), rtol=1e-6)
+
+
+# -- maximum/minimum against one value run in blocks on large arrays (NumPy has no SIMD loop) -------
+@pytest.mark.parametrize("name", ["maximum", "minimum"])
+@pytest.mark.parametrize("dtype, one_dtype", [("float32", "float32"), ("float64", "float64"), ("float32", "float64")])
+def test_extremum_against_one_value_on_large_arrays(name, dtype, one_dtype, rng):
+    kernel, ufunc = REGISTRY[name].kernel, getattr(np, name)
+    x = rng.normal(size=3 * (1 << 16) + 5).astype(dtype)  # several blocks and a partial one
+    x[[3, 70000]] = np.nan
+    for one in (np.asarray(0.25, one_dtype), np.asarray([[-0.5]], one_dtype), np.asarray(np.nan, one_dtype)):
+        for args in ((x, one), (one, x)):  # the one value on either side, as NumPy orders them
+            want = ufunc(*args)
+            got = kernel(np, *args)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+    y = x.copy()
+    kernel(np, y, np.asarray(0.1, dtype), out=y)  # in place
+    np.testing.assert_array_equal(y, ufunc(x, np.asarray(0.1, dtype)))
+    strided = x[::2]  # not contiguous: NumPy's own loop
+    np.testing.assert_array_equal(kernel(np, strided, np.asarray(0.0, dtype)), ufunc(strided, 0.0))
