@@ -350,6 +350,18 @@ ELEMENTWISE = [
     _unary("reciprocal", gc.reciprocal, lambda x: 1.0 / x, NONZERO, second_order=True),
     _unary("sin", gc.sin, np.sin, second_order=True),
     _unary("cos", gc.cos, np.cos, second_order=True),
+    OpSpec(
+        "clip",
+        gc.clip,
+        lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi),
+        (
+            Case(((2, 3), (), ())),
+            Case(((2, 3), (3,), (2, 1))),  # bounds that broadcast, sometimes lo > hi
+            Case(((N(2), 3), (), (3,))),
+        ),
+        REAL,
+        bad=(_bad_broadcast("clip", 3),),
+    ),
     _unary("tanh", gc.tanh, np.tanh, second_order=True),
     _unary("sigmoid", gc.sigmoid, _sigmoid, second_order=True),
     _binary("tanh_grad", gc.ops.tanh_grad, lambda o, g: g * (1 - o * o), second_order=True),
