@@ -215,13 +215,19 @@ def _conv_grad_input_kernel(xp, g, w, ref, stride, padding, dilation, groups, ou
     if _row_form_pays(c, o, (kh, kw), stride):  # one add of long runs per tap into the flat image
         (pt, pb), (pl, pr) = padding
         hp, wp = ref.shape[2] + pt + pb, ref.shape[3] + pl + pr
-        cols = xp.matmul(wt, _to_rows(xp, g, wp).reshape(n, groups, o // groups, -1)).reshape(n, c, kh * kw, -1)
+        if groups == 1:  # one GEMM over the whole batch: 64 small ones run at a third of BLAS speed
+            rows = xp.zeros((o, n, ho, wp), g.dtype)
+            rows[..., :wo] = xp.swapaxes(g, 0, 1)
+            cols = xp.swapaxes(xp.dot(wt[0], rows.reshape(o, -1)).reshape(c, kh * kw, n, ho * wp), 0, 2)
+        else:
+            cols = xp.matmul(wt, _to_rows(xp, g, wp).reshape(n, groups, o // groups, -1)).reshape(n, c, kh * kw, -1)
+            cols = xp.swapaxes(cols, 1, 2)  # (N, taps, C, Ho * Wp), as the one-GEMM form
         dx = _padded_zeros(xp, ref.shape, padding, g.dtype, out if out is None or out.flags.c_contiguous else None)
         flat = dx.reshape(n, c, hp * wp)
         run = (ho - 1) * wp + wo
         for t in range(kh * kw):
             start = t // kw * dilation[0] * wp + t % kw * dilation[1]
-            flat[:, :, start : start + run] += cols[:, :, t, :run]
+            flat[:, :, start : start + run] += cols[:, t, :, :run]
         return _crop(xp, dx, padding, ref.shape, out)
     cols = xp.matmul(wt, g.reshape(n, groups, o // groups, ho * wo))  # (N, groups, K, P)
     cols = cols.reshape(n, c, kh, kw, ho, wo)
