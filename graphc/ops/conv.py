@@ -247,6 +247,8 @@ def _conv_grad_weight_kernel(xp, x, g, ref, stride, padding, dilation, groups, o
     """sum over the batch of (cols_n (K, P) @ g_n^T (P, O))^T: one batched matmul, then a sum
     (this orientation of the small GEMMs runs up to 1.6x faster than g_n @ cols_n^T)."""
     n, o = g.shape[:2]
+    if groups == 1:  # one GEMM whose inner dimension runs over every pixel of every image
+        return _grad_weight_one_gemm(xp, x, g, ref, stride, padding, dilation, out)
     if _row_form_pays(x.shape[1], o, ref.shape[2:], stride):  # g zero in the dropped columns
         cols, _, wp = _row_columns(xp, x, ref.shape[2:], padding, dilation, groups)
         g = _to_rows(xp, g, wp)
@@ -254,6 +256,36 @@ def _conv_grad_weight_kernel(xp, x, g, ref, stride, padding, dilation, groups, o
         cols, _ = _columns(xp, x, ref.shape[2:], stride, padding, dilation, groups)
     per_example = xp.matmul(cols, xp.swapaxes(g.reshape(n, groups, o // groups, -1), 2, 3))  # (N, groups, K, O/g)
     total = xp.ascontiguousarray(xp.swapaxes(per_example.sum(axis=0), 1, 2)).reshape(ref.shape)
+    if out is None:
+        return total
+    out[...] = total
+    return out
+
+
+def _grad_weight_one_gemm(xp, x, g, ref, stride, padding, dilation, out):
+    """dW (O, K) = g (O, N*P) @ cols (K, N*P)^T: im2col writes its columns batch-inner, g is
+    transposed once, and one GEMM sums over the images (2x faster than a GEMM per image and a sum)."""
+    n, o = g.shape[:2]
+    c, (kh, kw) = x.shape[1], ref.shape[2:]
+    if _row_form_pays(c, o, (kh, kw), stride):
+        xpad = xp.ascontiguousarray(_pad(xp, x, padding, 0))
+        _, _, hp, wp = xpad.shape
+        (dh, dw) = dilation
+        ho, wo = hp - dh * (kh - 1), wp - dw * (kw - 1)
+        run = (ho - 1) * wp + wo
+        sn, sc, sh, sw = xpad.strides
+        cols = xp.empty((c, kh, kw, n, ho * wp), x.dtype)
+        cols[..., :run] = xp.lib.stride_tricks.as_strided(xpad, (c, kh, kw, n, run), (sc, sh * dh, sw * dw, sn, sw))
+        cols[..., run:] = 0
+        gt = xp.zeros((o, n, ho, wp), g.dtype)  # zero in the dropped columns
+        gt[..., :wo] = xp.swapaxes(g, 0, 1)
+    else:
+        xpad = _pad(xp, x, padding, 0)
+        out_hw = _out_hw(x.shape[2], x.shape[3], (kh, kw), stride, padding, dilation)
+        cols = xp.empty((c, kh, kw, n, *out_hw), x.dtype)
+        cols[...] = _windows(xp, xpad, (kh, kw), stride, dilation, out_hw).transpose(1, 2, 3, 0, 4, 5)
+        gt = xp.ascontiguousarray(xp.swapaxes(g, 0, 1))
+    total = xp.dot(gt.reshape(o, -1), cols.reshape(c * kh * kw, -1).T).reshape(ref.shape)
     if out is None:
         return total
     out[...] = total
