@@ -124,15 +124,21 @@ def _conv_infer(x: TensorType, w: TensorType, stride, padding, dilation, groups)
     return TensorType((x.shape[0], o, *out_hw), x.dtype)
 
 
-def _columns(xp, x, kernel, stride, padding, dilation, groups):
-    """im2col: the (N, groups, C/groups * kh * kw, Ho * Wo) column matrix of x (one compact copy)."""
+def _columns(xp, x, kernel, stride, padding, dilation, groups, batch_inner: bool = False):
+    """im2col: the (N, groups, C/groups * kh * kw, Ho * Wo) column matrix of x (one compact copy);
+    ``batch_inner`` (groups 1): the (C * kh * kw, N * Ho * Wo) matrix, for one GEMM over the batch."""
     n, c = x.shape[:2]
     xpad = _pad(xp, x, padding, 0)
     out_hw = _out_hw(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
+    windows = _windows(xp, xpad, kernel, stride, dilation, out_hw)  # (N, C, kh, kw, Ho, Wo)
+    if batch_inner:
+        cols = xp.empty((c, *kernel, n, *out_hw), x.dtype)
+        cols[...] = windows.transpose(1, 2, 3, 0, 4, 5)
+        return cols.reshape(c * kernel[0] * kernel[1], -1), out_hw
     if kernel == (1, 1) and stride == (1, 1):  # 1x1 convolution: the image is its own column matrix
         return xpad.reshape(n, groups, c // groups, -1), out_hw
     cols = xp.empty((n, c, *kernel, *out_hw), x.dtype)
-    cols[...] = _windows(xp, xpad, kernel, stride, dilation, out_hw)
+    cols[...] = windows
     return cols.reshape(n, groups, -1, out_hw[0] * out_hw[1]), out_hw
 
 
@@ -147,24 +153,35 @@ def _row_form_pays(channels: int, out_channels: int, kernel, stride) -> bool:
     return stride == (1, 1) and kernel != (1, 1) and channels * kernel[0] * kernel[1] >= 2 * out_channels
 
 
-def _row_columns(xp, x, kernel, padding, dilation, groups):
+def _row_columns(xp, x, kernel, padding, dilation, groups, batch_inner: bool = False):
     """Row-form im2col: (N, groups, C/groups * kh * kw, Ho * Wp), one copy of long runs, with
-    cols[n, c, r, q, i * Wp + j] = xpad[n, c, i + r*dh, j + q*dw] for every j < Wp."""
+    cols[n, c, r, q, i * Wp + j] = xpad[n, c, i + r*dh, j + q*dw] for every j < Wp;
+    ``batch_inner`` (groups 1): (C * kh * kw, N * Ho * Wp), for one GEMM over the batch."""
     xpad = xp.ascontiguousarray(_pad(xp, x, padding, 0))  # a tap is a run of row-major images
     n, c, hp, wp = xpad.shape
     (kh, kw), (dh, dw) = kernel, dilation
     ho, wo = hp - dh * (kh - 1), wp - dw * (kw - 1)
     run = (ho - 1) * wp + wo  # past the last output pixel a run would leave the image
     sn, sc, sh, sw = xpad.strides
-    cols = xp.empty((n, c, kh, kw, ho * wp), x.dtype)
-    cols[..., :run] = xp.lib.stride_tricks.as_strided(xpad, (n, c, kh, kw, run), (sn, sc, sh * dh, sw * dw, sw))
+    shape, strides = (n, c, kh, kw, run), (sn, sc, sh * dh, sw * dw, sw)
+    if batch_inner:  # the batch axis moved in front of the runs
+        shape, strides = shape[1:4] + shape[:1] + shape[4:], strides[1:4] + strides[:1] + strides[4:]
+    cols = xp.empty((*shape[:4], ho * wp), x.dtype)
+    cols[..., :run] = xp.lib.stride_tricks.as_strided(xpad, shape, strides)
     cols[..., run:] = 0  # (dropped outputs, but kept finite)
+    if batch_inner:
+        return cols.reshape(c * kh * kw, -1), (ho, wo), wp
     return cols.reshape(n, groups, -1, ho * wp), (ho, wo), wp
 
 
-def _to_rows(xp, g, wp: int):
-    """An output-shaped g (N, O, Ho, Wo) in row form (N, O, Ho * Wp), zero in the dropped columns."""
+def _to_rows(xp, g, wp: int, batch_inner: bool = False):
+    """An output-shaped g (N, O, Ho, Wo) in row form (N, O, Ho * Wp), zero in the dropped columns;
+    ``batch_inner``: (O, N * Ho * Wp)."""
     n, o, ho, wo = g.shape
+    if batch_inner:
+        rows = xp.zeros((o, n, ho, wp), g.dtype)
+        rows[..., :wo] = xp.swapaxes(g, 0, 1)
+        return rows.reshape(o, -1)
     rows = xp.zeros((n, o, ho, wp), g.dtype)
     rows[..., :wo] = g
     return rows.reshape(n, o, ho * wp)
@@ -216,9 +233,8 @@ def _conv_grad_input_kernel(xp, g, w, ref, stride, padding, dilation, groups, ou
         (pt, pb), (pl, pr) = padding
         hp, wp = ref.shape[2] + pt + pb, ref.shape[3] + pl + pr
         if groups == 1:  # one GEMM over the whole batch: 64 small ones run at a third of BLAS speed
-            rows = xp.zeros((o, n, ho, wp), g.dtype)
-            rows[..., :wo] = xp.swapaxes(g, 0, 1)
-            cols = xp.swapaxes(xp.dot(wt[0], rows.reshape(o, -1)).reshape(c, kh * kw, n, ho * wp), 0, 2)
+            rows = _to_rows(xp, g, wp, batch_inner=True)
+            cols = xp.swapaxes(xp.dot(wt[0], rows).reshape(c, kh * kw, n, ho * wp), 0, 2)
         else:
             cols = xp.matmul(wt, _to_rows(xp, g, wp).reshape(n, groups, o // groups, -1)).reshape(n, c, kh * kw, -1)
             cols = xp.swapaxes(cols, 1, 2)  # (N, taps, C, Ho * Wp), as the one-GEMM form
@@ -265,27 +281,14 @@ def _conv_grad_weight_kernel(xp, x, g, ref, stride, padding, dilation, groups, o
 def _grad_weight_one_gemm(xp, x, g, ref, stride, padding, dilation, out):
     """dW (O, K) = g (O, N*P) @ cols (K, N*P)^T: im2col writes its columns batch-inner, g is
     transposed once, and one GEMM sums over the images (2x faster than a GEMM per image and a sum)."""
-    n, o = g.shape[:2]
-    c, (kh, kw) = x.shape[1], ref.shape[2:]
-    if _row_form_pays(c, o, (kh, kw), stride):
-        xpad = xp.ascontiguousarray(_pad(xp, x, padding, 0))
-        _, _, hp, wp = xpad.shape
-        (dh, dw) = dilation
-        ho, wo = hp - dh * (kh - 1), wp - dw * (kw - 1)
-        run = (ho - 1) * wp + wo
-        sn, sc, sh, sw = xpad.strides
-        cols = xp.empty((c, kh, kw, n, ho * wp), x.dtype)
-        cols[..., :run] = xp.lib.stride_tricks.as_strided(xpad, (c, kh, kw, n, run), (sc, sh * dh, sw * dw, sn, sw))
-        cols[..., run:] = 0
-        gt = xp.zeros((o, n, ho, wp), g.dtype)  # zero in the dropped columns
-        gt[..., :wo] = xp.swapaxes(g, 0, 1)
+    o, kernel = g.shape[1], ref.shape[2:]
+    if _row_form_pays(x.shape[1], o, kernel, stride):  # g zero in the dropped columns
+        cols, _, wp = _row_columns(xp, x, kernel, padding, dilation, 1, batch_inner=True)
+        gt = _to_rows(xp, g, wp, batch_inner=True)
     else:
-        xpad = _pad(xp, x, padding, 0)
-        out_hw = _out_hw(x.shape[2], x.shape[3], (kh, kw), stride, padding, dilation)
-        cols = xp.empty((c, kh, kw, n, *out_hw), x.dtype)
-        cols[...] = _windows(xp, xpad, (kh, kw), stride, dilation, out_hw).transpose(1, 2, 3, 0, 4, 5)
-        gt = xp.ascontiguousarray(xp.swapaxes(g, 0, 1))
-    total = xp.dot(gt.reshape(o, -1), cols.reshape(c * kh * kw, -1).T).reshape(ref.shape)
+        cols, _ = _columns(xp, x, kernel, stride, padding, dilation, 1, batch_inner=True)
+        gt = xp.ascontiguousarray(xp.swapaxes(g, 0, 1)).reshape(o, -1)
+    total = xp.dot(gt, cols.T).reshape(ref.shape)
     if out is None:
         return total
     out[...] = total

@@ -116,7 +116,7 @@ power = _op(
 )  # fmt: skip
 negative = _op("negative", "negative", lambda g, o, x: (-g,), "(-{0})", "-x")
 _FILLED = threading.local()  # .blocks: (dtype, value bytes) -> a block-sized buffer holding value
-_FILL_BLOCK = 1 << 16
+_FILL_BLOCK = 1 << 16  # (the NumPy backend's block size: ops cannot import the backend)
 
 
 def _filled(dtype, value) -> np.ndarray:
