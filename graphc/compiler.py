@@ -64,7 +64,7 @@ def _with_implicit_updates(graph, program: Program, explicit: dict) -> Program:
 
 
 def compile(outputs=None, inputs=None, updates=None, device: str = "cpu", opt_level: int = 2,
-            check_numerics: bool = False) -> Function:  # fmt: skip
+            check_numerics: bool = False, native: bool | None = None) -> Function:  # fmt: skip
     """Compile outputs (and variable updates) into a function that runs many times.
 
     Parameters
@@ -79,12 +79,16 @@ def compile(outputs=None, inputs=None, updates=None, device: str = "cpu", opt_le
     opt_level : 0, 1 or 2
     check_numerics : bool
         Raise NumericsError naming the first node that produces a NaN or Inf.
+    native : bool, optional
+        On the CPU, compile large fused kernels to C with the machine's C compiler (cached on
+        disk; without a compiler they stay NumPy). Default: on, unless the environment variable
+        ``GRAPHC_NATIVE`` is ``0``.
     """
     with no_gc():
-        return _compile(outputs, inputs, updates, device, opt_level, check_numerics)
+        return _compile(outputs, inputs, updates, device, opt_level, check_numerics, native)
 
 
-def _compile(outputs, inputs, updates, device, opt_level, check_numerics) -> Function:
+def _compile(outputs, inputs, updates, device, opt_level, check_numerics, native) -> Function:
     flat, structure = _flatten(outputs)
     for t in flat:
         if not isinstance(t, Tensor):
@@ -118,4 +122,5 @@ def _compile(outputs, inputs, updates, device, opt_level, check_numerics) -> Fun
     verify = os.environ.get("GRAPHC_VERIFY") == "1"  # the test suite verifies the IR after every pass
     backend = get_backend(device)
     program, reports = optimize(program, opt_level, verify)
-    return Function(graph, program, reports, backend, structure, inputs, opt_level, check_numerics, verify)
+    return Function(graph, program, reports, backend, structure, inputs, opt_level, check_numerics, verify,
+                    native=native)

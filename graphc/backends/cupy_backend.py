@@ -35,6 +35,9 @@ class CupyBackend:
     def to_host(self, array):
         return self.xp.asnumpy(array)
 
+    def bind_all(self, nodes, **options) -> list:
+        return [self.bind(n, **options) for n in nodes]
+
     def bind(self, node, **options):
         import functools
 

@@ -19,6 +19,7 @@ import numpy as np
 from ..ir.types import broadcast_shapes
 from ..ops.linalg import gemm
 from ..ops.registry import REGISTRY
+from .csource import supports as csource_supports
 
 BLOCK = 1 << 16  # elements per block: measured best on W3 (16K: 9.7 ms, 32K: 6.8, 64K: 5.8, 128K: 5.7)
 PARALLEL_MIN = 1 << 18  # elements before a fused kernel uses more than one thread
@@ -38,6 +39,7 @@ class NumpyBackend:
 
     def __init__(self):
         self._pool = None
+        self._toolchain = None
         self._lock = threading.Lock()
 
     def from_host(self, array):
@@ -51,6 +53,47 @@ class NumpyBackend:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(num_threads() - 1 or 1, thread_name_prefix="graphc")
             return self._pool
+
+    def toolchain(self):
+        """The C toolchain for native kernels (probed on first use: it runs the compiler once)."""
+        with self._lock:
+            if self._toolchain is None:
+                from .native import Toolchain
+
+                self._toolchain = Toolchain()
+            return self._toolchain
+
+    def bind_all(self, nodes, native: bool = True, **options) -> list:
+        """Kernels for ``nodes`` (one plan's): fused nodes that can run as C loops (``native``, see
+        ``why_not_native``) are built together as one module, the rest are bound one by one."""
+        from . import native as nat
+
+        kernels = [None] * len(nodes)
+        chosen = [i for i, n in enumerate(nodes) if self.why_not_native(n, native) is None]
+        if chosen:
+            specs = [nat.Spec(nodes[i], f"k{j}") for j, i in enumerate(chosen)]
+            module = self.toolchain().build(nat.module_source(specs))
+            for i, spec in zip(chosen, specs):
+                if module is not None:
+                    fallback = functools.partial(self.bind, nodes[i], native=False, **options)
+                    kernels[i] = nat.NativeKernel(self, spec, getattr(module, spec.name), fallback)
+        return [k if k is not None else self.bind(n, native=native, **options) for k, n in zip(kernels, nodes)]
+
+    def why_not_native(self, node, native: bool = True) -> str | None:
+        """None when ``node`` runs as a C loop in a plan compiled with ``native``, else why not."""
+        from .native import NATIVE_MIN
+
+        if node.op not in ("fused_elementwise", "fused_matmul"):
+            return "not a fused node"
+        if not native:
+            return "native=False or GRAPHC_NATIVE=0"
+        reason = csource_supports(node)
+        if reason is not None:
+            return reason
+        if math.prod(node.types[0].shape) < NATIVE_MIN:
+            return f"fewer than {NATIVE_MIN} elements (ufunc calls are as fast)"
+        toolchain = self.toolchain()
+        return toolchain.unavailable or toolchain.failed
 
     def bind(self, node, **options):
         """The node's kernel with the array module and attributes bound: kernel(*arrays, out=...).

@@ -21,3 +21,7 @@ class Backend(Protocol):
         """The node's kernel bound to this device: ``kernel(*arrays, out=None)``. Fused nodes get a
         kernel generated from their body (blocked ufuncs on NumPy; CUDA C on GPUs); ops with an
         ``OpDef.bind`` hook (control flow) build their own, given ``options`` (check_numerics)."""
+
+    def bind_all(self, nodes, **options) -> list:
+        """``bind`` for each of one plan's nodes, given together so that a backend can build their
+        kernels at once (the CPU backend compiles its C loops as one module)."""

@@ -88,13 +88,15 @@ def _storage(t):
 
 
 def lower(program: Program, backend, check_numerics: bool = False, placeholder_names=None,
-          copy_outputs: bool = True, hoist: bool = True) -> Plan:  # fmt: skip
+          copy_outputs: bool = True, hoist: bool = True, native: bool = True) -> Plan:  # fmt: skip
     """Schedule, plan memory and generate the run function of a static-shape program.
 
     ``copy_outputs=False``: outputs may alias feeds and constants (loop bodies; see codegen).
     ``hoist``: a program without updates computes what depends only on variables and constants
     in ``Plan.prepare``, once per version of the variables, instead of at every call (not for
     control-flow bodies, whose caller passes them no variables).
+
+    ``native``: fused kernels may be compiled to C (backends/native.py) where the backend can.
 
     ``placeholder_names`` is the order in which the caller passes its feeds (the function's
     placeholders; the program may have pruned some that only gave a shape).
@@ -136,13 +138,17 @@ def lower(program: Program, backend, check_numerics: bool = False, placeholder_n
 
     slots = {v: i for i, v in enumerate(sorted(memory.assignment))}
     arena_layout = tuple((memory.assignment[v], types[v].shape, types[v].dtype) for v in sorted(memory.assignment))
-    steps, kernels = [], {}
-    for n, (args, outs) in zip(compute, sched):
-        # identical nodes (same op, attributes and types: every layer of a deep net) share a kernel
-        key = (n.op, attrs_key(n.attrs), tuple([types[a] for a in args]), n.types)
-        kernel = kernels.get(key)
-        if kernel is None:
-            kernel = kernels[key] = backend.bind(n, check_numerics=check_numerics)
+    # identical nodes (same op, attributes and types: every layer of a deep net) share a kernel
+    keys = [(n.op, attrs_key(n.attrs), tuple([types[a] for a in args]), n.types)
+            for n, (args, _) in zip(compute, sched)]  # fmt: skip
+    unique = {}
+    for n, key in zip(compute, keys):
+        unique.setdefault(key, n)
+    bound = backend.bind_all(list(unique.values()), check_numerics=check_numerics, native=native)
+    kernels = dict(zip(unique, bound))
+    steps = []
+    for n, (args, outs), key in zip(compute, sched, keys):
+        kernel = kernels[key]
         steps.append(Step(
             n, kernel, args, outs,
             out_buffer=slots.get(outs[0]),

@@ -233,7 +233,7 @@ tanh_grad = _op("tanh_grad", _tanh_grad_kernel,
                 "({1} * (1 - {0} * {0}))", "g * (1 - o * o): tanh's gradient from its output o.")  # fmt: skip
 sigmoid_grad = _op("sigmoid_grad", _sigmoid_grad_kernel,
                    lambda gg, _, o, g: (gg * g * (1 - 2 * o), sigmoid_grad(o, gg)),
-                   "({1} * {0} * (1 - {0}))", "g * o * (1 - o): sigmoid's gradient from its output o.")  # fmt: skip
+                   "({1} * ((1 - {0}) * {0}))", "g * o * (1 - o): sigmoid's gradient from its output o.")  # fmt: skip
 tanh = _op("tanh", "tanh", lambda g, o, x: (tanh_grad(o, g),), "tanh({0})", "Hyperbolic tangent.")
 
 

@@ -21,12 +21,13 @@ from ..passes.program import Program
 class Body:
     """A Subgraph lowered to a Plan; ``bound(arena)(arrays) -> list of arrays`` (parameter order)."""
 
-    def __init__(self, sub, backend, owner, what: str, check_numerics: bool = False, loop: bool = False):
+    def __init__(self, sub, backend, owner, what: str, check_numerics: bool = False, loop: bool = False,
+                 native: bool = True):  # fmt: skip
         program = Program(sub.nodes, sub.outputs)
         # a loop body's outputs are not copied per step: the loop copies what it keeps (stacks,
         # the final state); a branch's outputs leave the cond as they are, so they are fresh
         self.plan = lower(program, backend, check_numerics, [p.node.name for p in sub.params], copy_outputs=not loop,
-                          hoist=False)  # fmt: skip
+                          hoist=False, native=native)  # fmt: skip
         self.owner, self.what, self.xp = owner, what, backend.xp
         self._arenas: list = []  # one arena per concurrent call of the enclosing kernel
 
@@ -66,9 +67,9 @@ class Body:
                               f"got inputs of shapes {shapes}{where(node.source)}")  # fmt: skip
 
 
-def bind_cond(node, backend, check_numerics: bool = False, **_):
+def bind_cond(node, backend, check_numerics: bool = False, native: bool = True, **_):
     a = node.attrs
-    true, false = (Body(a[k], backend, node, k.replace("_", " "), check_numerics)
+    true, false = (Body(a[k], backend, node, k.replace("_", " "), check_numerics, native=native)
                    for k in ("true_branch", "false_branch"))  # fmt: skip
 
     def kernel(pred, *caps):
@@ -82,11 +83,11 @@ def bind_cond(node, backend, check_numerics: bool = False, **_):
     return kernel
 
 
-def bind_while(node, backend, check_numerics: bool = False, **_):
+def bind_while(node, backend, check_numerics: bool = False, native: bool = True, **_):
     a = node.attrs
     n, m = a["n_vars"], a["max_iterations"]
-    cond = Body(a["loop_cond"], backend, node, "loop condition", check_numerics, loop=True)
-    body = Body(a["loop_body"], backend, node, "loop body", check_numerics, loop=True)
+    cond = Body(a["loop_cond"], backend, node, "loop condition", check_numerics, loop=True, native=native)
+    body = Body(a["loop_body"], backend, node, "loop body", check_numerics, loop=True, native=native)
     saved = node.types[n + 1 :]
     static = all(t.is_static for t in saved)
     xp = backend.xp
@@ -103,10 +104,10 @@ def bind_while(node, backend, check_numerics: bool = False, **_):
     return kernel
 
 
-def bind_scan(node, backend, check_numerics: bool = False, **_):
+def bind_scan(node, backend, check_numerics: bool = False, native: bool = True, **_):
     a = node.attrs
     nc, nx, length, reverse = a["n_carry"], a["n_x"], a["length"], a["reverse"]
-    step = Body(a["step"], backend, node, "step", check_numerics, loop=True)
+    step = Body(a["step"], backend, node, "step", check_numerics, loop=True, native=native)
     ys = node.types[nc:]
     static = all(t.is_static for t in ys)
     xp = backend.xp

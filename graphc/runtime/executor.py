@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import math
 import operator
+import os
 import sys
 import threading
 import traceback
@@ -88,7 +89,7 @@ class Function:
     """
 
     def __init__(self, graph, program, reports, backend, structure, inputs=(), opt_level=2,
-                 check_numerics=False, verify=False, limits=None):  # fmt: skip
+                 check_numerics=False, verify=False, limits=None, native=None):  # fmt: skip
         self.graph = graph
         self.program = program  # the optimized generic program
         self.reports = reports  # what each compile-time pass did
@@ -96,6 +97,8 @@ class Function:
         self.inputs = tuple(inputs)
         self.opt_level = opt_level
         self.check_numerics = check_numerics
+        # C loops for large fused kernels (backends/native.py); GRAPHC_NATIVE=0 turns the default off
+        self.native = os.environ.get("GRAPHC_NATIVE", "1") != "0" if native is None else bool(native)
         self.verify = verify
         self.limits = limits  # resource limits of a loaded file, checked before a plan allocates
         self.structure = structure  # rebuilds the user's output nesting from the flat outputs
@@ -147,7 +150,8 @@ class Function:
             _check_limits(program, self.limits)
         # check_numerics is for debugging: without fusion, an error names the exact op
         program, reports = optimize_specialized(program, self.opt_level, self.verify, fuse=not self.check_numerics)
-        plan = lower(program, self.backend, self.check_numerics, [name for name, _ in self._placeholders])
+        plan = lower(program, self.backend, self.check_numerics, [name for name, _ in self._placeholders],
+                     native=self.native)
         return (plan, reports, [])
 
     @property

@@ -30,8 +30,9 @@ def _passes(reports, timings: bool) -> dict:
     ]  # fmt: skip
 
 
-def _plan(signature, plan, reports, names, timings: bool) -> dict:
+def _plan(fn, signature, plan, reports, names, timings: bool) -> dict:
     kernels = []
+    why_not_native = getattr(fn.backend, "why_not_native", None)  # (backends with a C tier)
     for s in plan.steps:
         n = s.node
         k = {"step": len(kernels), "op": n.op, "node": n.name, "type": str(n.types[0]),
@@ -41,6 +42,11 @@ def _plan(signature, plan, reports, names, timings: bool) -> dict:
             if n.op == "fused_matmul":  # body input 0 is the GEMM's result
                 operands = [f"(%{n.inputs[0].name} @ %{n.inputs[1].name})", *operands[2:]]
             k["expression"] = body_text(n.attrs["body"], len(operands), operands)
+            if why_not_native is not None:
+                why = None if getattr(s.kernel, "native", False) else why_not_native(n, fn.native)
+                k["runs"] = "NumPy" if why else "C"
+                if why:
+                    k["why_not_c"] = why
         if s.out_buffer is not None:
             k["buffer"] = plan.arena_layout[s.out_buffer][0]
         if s.out_variable is not None:
@@ -69,7 +75,7 @@ def explain_dict(fn, timings: bool = False) -> dict:
         "opt_level": fn.opt_level,
         "inputs": {name: fmt_shape(t.shape) + " " + str(t.dtype) for name, t in fn._placeholders},
         "passes": _passes(fn.reports, timings),
-        "plans": [_plan(sig, plan, reps, names, timings) for sig, (plan, reps, _) in fn._plans.items()],
+        "plans": [_plan(fn, sig, plan, reps, names, timings) for sig, (plan, reps, _) in fn._plans.items()],
     }
 
 
@@ -98,7 +104,8 @@ def _text(d: dict) -> str:
             where = f" -> buffer {k['buffer']}" if "buffer" in k else ""
             where += f" -> in place into variable '{k['writes_variable']}'" if "writes_variable" in k else ""
             where += " (by prepare: once per version of the variables)" if k.get("prepared") else ""
-            out.append(f"  {k['step']:3d} {k['op']} '{k['node']}' {k['type']}{where}")
+            runs = f"  [{k['runs']}{': ' + k['why_not_c'] if 'why_not_c' in k else ''}]" if "runs" in k else ""
+            out.append(f"  {k['step']:3d} {k['op']} '{k['node']}' {k['type']}{where}{runs}")
             if "expression" in k:
                 out.append(f"        = {k['expression']}")
         m = p["memory"]

@@ -1,0 +1,153 @@
+"""C source for fused nodes: a body's scalar expression inside a loop nest over its output.
+
+Takes a fused node with static shapes and returns a C function ``void NAME(char **p, int64_t lo,
+int64_t hi)`` computing rows [lo, hi) of the output (elements, when the loop nest is flat) from
+the pointers ``p`` (inputs, then the output, all C-contiguous). Every op contributes its ``expr``
+template (OpDef.expr); broadcasting is baked in as constant strides. Backend-neutral C: the native
+CPU backend (backends/native.py) wraps it in a CPython module; a CUDA backend can reuse the
+expression part with its own indexing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ops.registry import REGISTRY
+
+# The element types C kernels handle. NumPy's bool is one byte holding 0 or 1.
+C_TYPES = {np.dtype("float32"): "float", np.dtype("float64"): "double", np.dtype("bool"): "unsigned char"}
+
+# What the op templates need beyond C's <tgmath.h>: NumPy's maximum/minimum propagate NaN (C's
+# fmax does not); sign keeps NaN and zeros.
+PRELUDE = r"""#include <stdint.h>
+#include <tgmath.h>
+#define max(a, b) __extension__({ __typeof__((a) + (b)) a_ = (a), b_ = (b); (a_ != a_ || a_ > b_) ? a_ : b_; })
+#define min(a, b) __extension__({ __typeof__((a) + (b)) a_ = (a), b_ = (b); (a_ != a_ || a_ < b_) ? a_ : b_; })
+#define sign(a) __extension__({ __typeof__(a) s_ = (a); (__typeof__(a))(s_ > 0 ? 1 : s_ < 0 ? -1 : s_); })
+"""
+
+# Math functions used by op templates that glibc's libmvec has vector versions of (single and
+# double precision, AVX2/AVX-512 and SSE variants): declared SIMD so that loops calling them
+# vectorize. Only used where the link with libmvec succeeds (see native.py).
+VECTOR_MATH = ("exp", "log", "log1p", "expm1", "tanh", "sin", "cos", "erf", "pow")
+
+
+def vector_math_declarations() -> str:
+    decls = []
+    for fn in VECTOR_MATH:
+        args = 2 if fn == "pow" else 1
+        for ctype, suffix in (("float", "f"), ("double", "")):
+            params = ", ".join([ctype] * args)
+            decls.append(f'__attribute__((simd("notinbranch"))) {ctype} {fn}{suffix}({params});')
+    return "\n".join(decls) + "\n"
+
+
+def supports(node) -> str | None:
+    """None when ``node`` can run as a C loop, else why not (for explain)."""
+    if node.op not in ("fused_elementwise", "fused_matmul"):
+        return "not a fused node"
+    if node.attrs.get("reduce") is not None:
+        return "a fused reduction (C loops are elementwise for now)"
+    if not all(t.type.is_static for t in node.inputs) or not node.types[0].is_static:
+        return "a dim known only at run time"
+    for t in node.inputs[2:] if node.op == "fused_matmul" else node.inputs:
+        if t.type.dtype not in C_TYPES:
+            return f"input dtype {t.type.dtype}"
+    for op, _args, _attrs, dtype in node.attrs["body"]:
+        if REGISTRY[op].expr is None:
+            return f"{op} has no C expression"
+        if np.dtype(dtype) not in C_TYPES:
+            return f"{op} computes {np.dtype(dtype)}"
+    return None
+
+
+@dataclass(frozen=True)
+class Loop:
+    """The loop nest of a fused kernel: output dims after merging, and each operand's strides in
+    elements (0 along a broadcast dim). ``rows`` is the extent that [lo, hi) ranges over."""
+
+    dims: tuple[int, ...]
+    strides: tuple[tuple[int, ...], ...]  # per input, then the output
+
+    @property
+    def rows(self) -> int:
+        return self.dims[0] if self.dims else 1
+
+    @property
+    def row_size(self) -> int:
+        return math.prod(self.dims[1:])
+
+
+def loop_nest(in_shapes, out_shape) -> Loop:
+    """Merge the output's dims where every operand is contiguous across them (a bias added to a
+    (N, C) array stays 2-D; two arrays of one shape become one flat loop); drop dims of size 1."""
+    rank = len(out_shape)
+    operands = []
+    for shape in (*in_shapes, out_shape):
+        aligned = (1,) * (rank - len(shape)) + tuple(shape)
+        contiguous = [math.prod(aligned[k + 1 :]) for k in range(rank)]
+        operands.append([contiguous[k] if aligned[k] == out_shape[k] != 1 else 0 for k in range(rank)])
+    dims = [d for d in out_shape if d != 1]
+    strides = [[s for s, d in zip(st, out_shape) if d != 1] for st in operands]
+    k = len(dims) - 1
+    while k > 0:  # merge dim k-1 into k when every operand steps over dim k contiguously
+        if all(st[k - 1] == st[k] * dims[k] for st in strides):
+            dims[k - 1 : k + 1] = [dims[k - 1] * dims[k]]
+            for st in strides:
+                st[k - 1 : k + 1] = [st[k]]
+        k -= 1
+    return Loop(tuple(dims), tuple(tuple(st) for st in strides))
+
+
+def expression(body, args: list[str], out_ctype: str) -> list[str]:
+    """C statements computing a body from scalar ``args``; the last assigns ``result``."""
+    vals = list(args)
+    lines = []
+    for i, (op, inputs, attrs, dtype) in enumerate(body):
+        attrs = dict(attrs)
+        if "dtype" in attrs:
+            attrs["dtype"] = C_TYPES[np.dtype(attrs["dtype"])]
+        expr = REGISTRY[op].expr.format(*(vals[a] for a in inputs), **attrs)
+        ctype = C_TYPES[np.dtype(dtype)]
+        lines.append(f"const {ctype} t{i} = ({ctype})({expr});")
+        vals.append(f"t{i}")
+    lines.append(f"const {out_ctype} result = ({out_ctype}){vals[-1]};")
+    return lines
+
+
+def kernel_source(name: str, body, in_dtypes, out_dtype, loop: Loop) -> str:
+    """``void name(char **p, int64_t lo, int64_t hi)``: rows [lo, hi) of the output (no restrict:
+    the output may be one of the inputs, element for element, which a SIMD loop keeps correct)."""
+    n_in = len(in_dtypes)
+    out_ctype = C_TYPES[np.dtype(out_dtype)]
+    lines = [f"static void {name}(char **p, int64_t lo, int64_t hi) {{"]
+    for j, d in enumerate(in_dtypes):
+        lines.append(f"    const {C_TYPES[np.dtype(d)]} *x{j} = (const {C_TYPES[np.dtype(d)]} *)p[{j}];")
+    lines.append(f"    {out_ctype} *y = ({out_ctype} *)p[{n_in}];")
+    rank = len(loop.dims)
+    for k in range(rank):
+        lo, hi = ("lo", "hi") if k == 0 else ("0", str(loop.dims[k]))
+        if k == rank - 1:
+            lines.append("    " * (k + 1) + "#pragma omp simd")
+        lines.append("    " * (k + 1) + f"for (int64_t i{k} = {lo}; i{k} < {hi}; i{k}++) {{")
+    if rank == 0:  # one element
+        lines.append("    if (lo < hi) {")
+    pad = "    " * (max(rank, 1) + 1)
+
+    def offset(strides):
+        terms = [f"i{k} * {s}" if s != 1 else f"i{k}" for k, s in enumerate(strides) if s]
+        return " + ".join(terms) or "0"
+
+    args = []
+    for j in range(n_in):
+        lines.append(f"{pad}const {C_TYPES[np.dtype(in_dtypes[j])]} a{j} = x{j}[{offset(loop.strides[j])}];")
+        args.append(f"a{j}")
+    lines += [pad + s for s in expression(body, args, out_ctype)]
+    lines.append(f"{pad}y[{offset(loop.strides[-1])}] = result;")
+    for k in reversed(range(max(rank, 1))):
+        lines.append("    " * (k + 1) + "}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,312 @@
+"""The native CPU tier: fused nodes compiled to C, one CPython extension module per plan.
+
+Takes the fused nodes of a plan, generates their loops (backends/csource.py), builds them with the
+machine's C compiler into a module cached on disk under a hash of everything that went into it,
+and returns kernels with the NumPy backend's calling convention. What it cannot compile (no
+compiler, a reduction, an integer body) stays with the NumPy kernels, and so does any call whose
+arrays are not what the plan promised (a non-contiguous feed): the C function says so and the
+NumPy kernel runs instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import importlib.util
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import csource
+
+
+class NativeWarning(UserWarning):
+    """Native kernels could not be built; NumPy runs the fused kernels instead."""
+
+
+# Kernels of fewer elements stay NumPy ufunc calls: compiling costs a C compiler run per new plan
+# (cached on disk afterwards), and a C call saves about a microsecond per op of the body there.
+NATIVE_MIN = 1 << 12
+# Elements before a C kernel splits its rows over the thread pool: C runs 2-10x faster than the
+# ufuncs, so it takes more work than NumPy's PARALLEL_MIN to pay for handing a range to a thread.
+NATIVE_PARALLEL_MIN = 1 << 19
+RELEASE_GIL_MIN = 1 << 12  # elements below which a C kernel keeps the GIL (releasing costs ~0.1 us)
+
+FLAGS = ("-O2", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off",
+         "-fPIC", "-shared")  # fmt: skip
+# Tried in order: vector math (glibc's libmvec) on this CPU's instruction set, then portable C.
+VARIANTS = ((("-march=native",), ("-lmvec", "-lm"), True), ((), ("-lm",), False))
+_FORMATS = {np.dtype("float32"): "f", np.dtype("float64"): "d", np.dtype("bool"): "?"}
+
+
+def cache_dir() -> Path:
+    """Where built modules are kept: $GRAPHC_CACHE_DIR, else $XDG_CACHE_HOME/graphc, else
+    ~/.cache/graphc."""
+    if os.environ.get("GRAPHC_CACHE_DIR"):
+        return Path(os.environ["GRAPHC_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "graphc"
+
+
+class Toolchain:
+    """The C compiler, the Python headers and the cache directory, probed once per process.
+
+    ``unavailable`` says why native kernels cannot be built here (None: they can).
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.modules: dict = {}  # module name -> loaded module
+        self.variant = 0  # index into VARIANTS still worth trying
+        self.failed: str | None = None  # why the compiler failed (then no more C in this process)
+        self.unavailable = self._probe()
+
+    def _probe(self) -> str | None:
+        self.cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+        if not self.cc:
+            return "no C compiler (cc or $CC)"
+        self.include = sysconfig.get_paths()["include"]
+        if not Path(self.include, "Python.h").is_file():
+            return f"no Python headers (Python.h) in {self.include}"
+        self.suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+        try:
+            version = subprocess.run([self.cc, "--version"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as e:
+            return f"C compiler {self.cc} does not run: {e}"
+        self.dir = cache_dir()
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            st = self.dir.stat()
+        except OSError as e:
+            return f"cache directory {self.dir}: {e}"
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            return f"cache directory {self.dir} is not private to this user (owner or mode)"
+        self.identity = "\n".join([self.cc, version.stdout.split("\n")[0], sys.version, self.suffix,
+                                   platform.machine(), _cpu_identity(), " ".join(FLAGS)])  # fmt: skip
+        return None
+
+    def build(self, source: str):
+        """The module built from ``source`` (loaded from the cache when it was built before), or
+        None when the compiler fails: then a NativeWarning says why, and from then on this
+        process runs NumPy kernels only (``failed``)."""
+        with self.lock:
+            errors = []
+            for variant in range(self.variant, len(VARIANTS)):
+                if self.failed:
+                    return None
+                arch, libs, vector_math = VARIANTS[variant]
+                text = (csource.vector_math_declarations() if vector_math else "") + source
+                key = hashlib.sha256(f"{self.identity}\n{arch}{libs}\n{text}".encode()).hexdigest()[:32]
+                name = f"graphc_{key}"
+                module = self.modules.get(name)
+                if module is not None:
+                    return module
+                path = self.dir / f"{name}{self.suffix}"
+                if not path.exists():
+                    error = self._compile(text.replace("PyInit_MODULE", f"PyInit_{name}"), path, arch, libs)
+                    if error is not None:
+                        errors.append(error)
+                        continue
+                self.variant = variant  # (a machine without libmvec or -march=native: portable C)
+                module = self.modules[name] = _load(name, path)
+                return module
+            said = errors[-1] if errors else "?"
+            self.failed = f"the C compiler failed: {said.splitlines()[0]}"
+            warnings.warn(f"native kernels: {self.failed}; fused kernels run as NumPy ufuncs from now on. "
+                          f"The compiler said:\n{said}", NativeWarning, stacklevel=2)  # fmt: skip
+            return None
+
+    def _compile(self, text: str, path: Path, arch, libs) -> str | None:
+        """Build ``path`` atomically (a temporary file, then a rename); the compiler's error or None."""
+        fd, src = tempfile.mkstemp(suffix=".c", prefix=".build-", dir=self.dir)
+        tmp = f"{src[:-2]}{self.suffix}"
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            cmd = [self.cc, *FLAGS, *arch, f"-I{self.include}", "-o", tmp, src, *libs]
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            if done.returncode != 0:
+                return done.stderr.strip()[-2000:] or f"exit status {done.returncode}"
+            os.replace(src, path.with_suffix(".c"))  # kept beside the module, for reading
+            os.replace(tmp, path)
+            return None
+        finally:
+            for p in (src, tmp):
+                if os.path.exists(p):
+                    os.unlink(p)
+
+
+def _cpu_identity() -> str:
+    """What -march=native compiles for: the CPU model and its feature flags."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    lines = [line for line in text.splitlines() if line.startswith(("model name", "flags", "Features"))]
+    return "\n".join(sorted(set(lines)))
+
+
+def _load(name: str, path: Path):
+    loader = importlib.machinery.ExtensionFileLoader(name, str(path))
+    spec = importlib.util.spec_from_file_location(name, str(path), loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+# -- the module: one C kernel and one Python entry point per fused node ------------------------
+_HELPERS = r"""
+static void release(Py_buffer *v, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) PyBuffer_Release(&v[i]);
+}
+
+/* The arrays' buffers, if each is C-contiguous with the plan's byte size and element format
+   (else 0, and the caller runs the NumPy kernel). The last one is the output, written. */
+static int grab(PyObject *const *args, Py_ssize_t n, const Py_ssize_t *lens, const char *formats,
+                Py_buffer *v, char **p) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (i == n - 1 ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(args[i], &v[i], flags) < 0) {
+            PyErr_Clear();
+            release(v, i);
+            return 0;
+        }
+        if (v[i].len != lens[i] || !v[i].format || v[i].format[0] != formats[i] || v[i].format[1]) {
+            release(v, i + 1);
+            return 0;
+        }
+        p[i] = (char *)v[i].buf;
+    }
+    return 1;
+}
+"""
+
+
+def _entry(name: str, n_in: int, lens, formats: str, loop: csource.Loop) -> str:
+    """``name(*inputs, out, lo, hi)``: rows [lo, hi) of the output; NotImplemented when the arrays
+    are not as planned."""
+    n = n_in + 1
+    return f"""
+static PyObject *py_{name}(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {{
+    static const Py_ssize_t lens[{n}] = {{{", ".join(map(str, lens))}}};
+    Py_buffer v[{n}];
+    char *p[{n}];
+    if (nargs != {n + 2}) {{
+        PyErr_SetString(PyExc_TypeError, "{name}: expected {n_in} inputs, out, lo, hi");
+        return NULL;
+    }}
+    long long lo = PyLong_AsLongLong(args[{n}]), hi = PyLong_AsLongLong(args[{n + 1}]);
+    if ((lo == -1 || hi == -1) && PyErr_Occurred()) return NULL;
+    if (lo < 0 || hi > {loop.rows} || lo > hi) {{
+        PyErr_SetString(PyExc_ValueError, "{name}: rows out of range");
+        return NULL;
+    }}
+    if (!grab(args, {n}, lens, "{formats}", v, p)) Py_RETURN_NOTIMPLEMENTED;
+    if ((hi - lo) * {max(loop.row_size, 1)} >= {RELEASE_GIL_MIN}) {{
+        Py_BEGIN_ALLOW_THREADS
+        {name}(p, lo, hi);
+        Py_END_ALLOW_THREADS
+    }} else {{
+        {name}(p, lo, hi);
+    }}
+    release(v, {n});
+    Py_RETURN_NONE;
+}}
+"""
+
+
+class Spec:
+    """One fused node as a C kernel: its loop nest, operand types and source."""
+
+    def __init__(self, node, name: str):
+        self.node = node
+        self.name = name
+        self.matmul = node.op == "fused_matmul"
+        out_type = node.types[0]
+        in_types = [t.type for t in node.inputs]
+        if self.matmul:  # body input 0 is the GEMM result, computed into the output buffer
+            in_types = [out_type, *in_types[2:]]
+        self.loop = csource.loop_nest([t.shape for t in in_types], out_type.shape)
+        body = node.attrs["body"]
+        dtypes = [t.dtype for t in in_types]
+        lens = [math.prod(t.shape) * t.dtype.itemsize for t in (*in_types, out_type)]
+        formats = "".join(_FORMATS[d] for d in (*dtypes, out_type.dtype))
+        self.source = csource.kernel_source(name, body, dtypes, out_type.dtype, self.loop)
+        self.source += _entry(name, len(in_types), lens, formats, self.loop)
+
+
+def module_source(specs: list[Spec]) -> str:
+    """One extension module (its init function named PyInit_MODULE, renamed when built)."""
+    methods = "".join(f'    {{"{s.name}", (PyCFunction)(void (*)(void))py_{s.name}, METH_FASTCALL, NULL}},\n'
+                      for s in specs)  # fmt: skip
+    return (
+        "#define PY_SSIZE_T_CLEAN\n#include <Python.h>\n"
+        + csource.PRELUDE
+        + _HELPERS
+        + "".join(s.source for s in specs)
+        + f"\nstatic PyMethodDef methods[] = {{\n{methods}    {{NULL, NULL, 0, NULL}}\n}};\n"
+        + 'static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "graphc_kernels", NULL, -1, methods};\n'
+        + "PyMODINIT_FUNC PyInit_MODULE(void) { return PyModule_Create(&def); }\n"
+    )
+
+
+class NativeKernel:
+    """A fused node run by its C function: kernel(*arrays, out=None), like the NumPy kernels, on
+    which it falls back for calls whose arrays the C function does not take."""
+
+    native = True  # (explain: this step runs C)
+
+    def __init__(self, backend, spec: Spec, fn, fallback):
+        self.backend = backend
+        self.node = spec.node
+        self.fn = fn
+        self.fallback = fallback
+        self.numpy = None  # the NumPy kernel, built by ``fallback()`` on first need
+        self.matmul = spec.matmul
+        node = spec.node
+        self.flags = (node.attrs.get("transpose_a", False), node.attrs.get("transpose_b", False))
+        self.two_d = self.matmul and node.inputs[0].ndim == 2 and node.inputs[1].ndim == 2
+        self.shape, self.dtype = node.types[0].shape, node.types[0].dtype
+        rows, size = spec.loop.rows, math.prod(self.shape)
+        from .numpy_backend import num_threads
+
+        threads = min(num_threads(), rows) if size >= NATIVE_PARALLEL_MIN else 1
+        per = -(-rows // threads)
+        self.ranges = [(lo, min(rows, lo + per)) for lo in range(0, rows, per)] or [(0, rows)]
+
+    def __call__(self, *arrays, out=None):
+        if out is None:
+            out = np.empty(self.shape, self.dtype)
+        args = arrays
+        if self.matmul:
+            a, b, *rest = arrays
+            if self.two_d and out.flags.c_contiguous:
+                np.dot(a.T if self.flags[0] else a, b.T if self.flags[1] else b, out=out)
+            else:
+                from ..ops.linalg import gemm
+
+                gemm(np, a, b, out, *self.flags)
+            args = (out, *rest)
+        if len(self.ranges) == 1:
+            done = self.fn(*args, out, *self.ranges[0])
+        else:
+            pool = self.backend.pool()
+            futures = [pool.submit(self.fn, *args, out, lo, hi) for lo, hi in self.ranges[1:]]
+            done = self.fn(*args, out, *self.ranges[0])
+            for f in futures:
+                f.result()
+        if done is NotImplemented:  # (every range checks the same arrays, so all said so)
+            if self.numpy is None:
+                self.numpy = self.fallback()
+            return self.numpy(*arrays, out=out)
+        return out

@@ -1,0 +1,402 @@
+"""Native C kernels (backends/native.py): fused nodes compiled to C.
+
+They must compute what the NumPy kernels compute: bit for bit where both round once per op
+(arithmetic, comparisons, selects), within a few ulps where the math libraries differ (exp, tanh);
+on every loop shape (flat, rows, broadcasts, in place, threads). They fall back to NumPy for
+arrays they do not take, and are built once per machine (the disk cache).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import threading
+
+import numpy as np
+import pytest
+from op_specs import ELEMENTWISE
+
+import graphc as gc
+from graphc.backends import native
+from graphc.backends.numpy_backend import BACKEND
+from graphc.ops import apply
+from graphc.ops.registry import REGISTRY
+
+pytestmark = pytest.mark.skipif(
+    BACKEND.toolchain().unavailable is not None, reason=f"no native toolchain: {BACKEND.toolchain().unavailable}"
+)
+
+# ops whose NumPy loop and C expression round the same way (one IEEE operation, or none)
+EXACT = {"abs", "add", "subtract", "multiply", "divide", "negative", "square", "reciprocal", "sqrt", "floor",
+         "ceil", "round", "sign", "maximum", "minimum", "relu", "clip", "where", "cast", "identity",
+         "stop_gradient", "zeros_like", "ones_like", "mul_no_nan", "tanh_grad", "sigmoid_grad", "equal",
+         "not_equal", "less", "less_equal", "greater", "greater_equal", "logical_and", "logical_or",
+         "logical_xor", "logical_not"}  # fmt: skip
+ULPS = {"float32": 1e-6, "float64": 1e-14}  # relative tolerance where the math libraries differ
+SHAPE = (64, 72)  # 4,608 elements: above NATIVE_MIN
+
+
+def steps(fn) -> list:
+    return [s for s in fn.plan.steps if s.node.op.startswith("fused_")]
+
+
+def native_kernel(fn) -> native.NativeKernel:
+    (step,) = steps(fn)
+    assert isinstance(step.kernel, native.NativeKernel), fn.explain()
+    return step.kernel
+
+
+def both(y, **kw):
+    """The function compiled with C kernels and without."""
+    return gc.compile(y, native=True, **kw), gc.compile(y, native=False, **kw)
+
+
+def _spec_params(spec):
+    """The first case's attributes with a float result (an integer cast is not for C)."""
+    for case in spec.cases:
+        if case.params.get("dtype", "float64").startswith("float"):
+            return case, {k: np.dtype(v) if k == "dtype" else v for k, v in case.params.items()}
+    return None, None
+
+
+ELEMENTWISE_C = [s for s in ELEMENTWISE if REGISTRY[s.op].expr is not None]
+
+
+def test_every_elementwise_op_with_an_expression_has_a_case_here():
+    with_expr = {n for n, d in REGISTRY.items() if d.kind == "elementwise" and d.expr is not None}
+    assert with_expr <= {s.op for s in ELEMENTWISE_C}, with_expr - {s.op for s in ELEMENTWISE_C}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("spec", ELEMENTWISE_C, ids=[s.op for s in ELEMENTWISE_C])
+def test_each_op_in_c_matches_numpy(spec, dtype):
+    """One fused node per op, run by its C expression and by NumPy, on the spec's domains."""
+    case, params = _spec_params(spec)
+    domains = spec.domains_for(case)
+    rng = np.random.default_rng(0)
+    kinds = {"f": dtype, "b": "bool", "i": "int64"}
+    arrays = [np.asarray(d.sample(rng, SHAPE), dtype=kinds[d.kind]) for d in domains]
+    with gc.Graph():
+        xs = [gc.placeholder(SHAPE, a.dtype, name=f"x{i}") for i, a in enumerate(arrays)]
+        node = apply(spec.op, *xs, **params).node
+        body = ((spec.op, tuple(range(len(xs))), tuple(sorted(node.attrs.items())), node.types[0].dtype.str),)
+        y = apply("fused_elementwise", *xs, body=body)
+        fc, fnp = both(y)
+    feeds = {f"x{i}": a for i, a in enumerate(arrays)}
+    got, want = fc(feeds), fnp(feeds)
+    if any(a.dtype.kind == "i" for a in arrays):  # integers stay NumPy
+        assert not isinstance(steps(fc)[0].kernel, native.NativeKernel)
+        return
+    kernel = native_kernel(fc)
+    assert kernel.numpy is None  # the C function ran: no NumPy fallback
+    assert got.dtype == want.dtype
+    if spec.op in EXACT:
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=ULPS[dtype], atol=ULPS[dtype])
+    if dtype == "float64" and want.dtype.kind == "f":  # and the float64 reference of the op's spec
+        with np.errstate(all="ignore"):
+            ref = spec.ref(*arrays, **params)
+        np.testing.assert_allclose(got, ref, rtol=max(spec.rtol, 1e-14), atol=max(spec.atol, 1e-14))
+
+
+SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-40, 1.0, -1.0, 100.0, -100.0, 3e38, -3e38, 0.5])
+
+
+SPECIAL_OPS = ["maximum", "minimum", "relu", "sign", "clip", "mul_no_nan", "divide", "where", "sigmoid", "softplus",
+               "tanh", "exp", "log", "sqrt", "greater", "logical_and"]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("op", SPECIAL_OPS)
+def test_special_values_as_numpy_treats_them(op, dtype):
+    """NaN, infinities, signed zeros, subnormals and overflow: NumPy's maximum and minimum
+    propagate NaN (C's fmax does not), 1 / (1 + exp(-x)) reaches exactly 0, mul_no_nan(0, inf) is 0."""
+    a = np.repeat(SPECIAL, len(SPECIAL))  # every pair of special values, tiled past NATIVE_MIN
+    b = np.tile(SPECIAL, len(SPECIAL))
+    reps = -(-native.NATIVE_MIN // a.size)
+    arrays = [np.tile(a, reps).astype(dtype), np.tile(b, reps).astype(dtype)]
+    n = arrays[0].size
+    with gc.Graph():
+        x, y = (gc.placeholder((n,), dtype, name=k) for k in "xy")
+        args = {"relu": (x,), "sign": (x,), "sigmoid": (x,), "softplus": (x,), "tanh": (x,), "exp": (x,),
+                "log": (x,), "sqrt": (x,), "clip": (x, y, gc.constant(np.asarray(1.0, dtype))),
+                "where": (x > y, x, y)}.get(op, (x, y))  # fmt: skip
+        first = apply(op, *args)
+        y_out = apply("add", first, first) if first.dtype.kind == "f" else apply("logical_not", first)
+        fc, fnp = both(y_out)
+    kernel = native_kernel(fc)
+    with np.errstate(all="ignore"):
+        got, want = fc(x=arrays[0], y=arrays[1]), fnp(x=arrays[0], y=arrays[1])
+    assert kernel.numpy is None
+    if op in EXACT:
+        np.testing.assert_array_equal(got, want)  # (NaN where NumPy has NaN, signs of zeros aside)
+    else:
+        np.testing.assert_allclose(got, want, rtol=ULPS[dtype], atol=0)  # (inf, NaN and 0 exactly)
+
+
+def _exact_body(x, y, z):
+    """maximum((x * y + z) / (z * z + z), y): rounding identical in C and NumPy."""
+    dt = x.dtype.str
+    body = (("multiply", (0, 1), (), dt), ("add", (3, 2), (), dt), ("multiply", (2, 2), (), dt),
+            ("add", (5, 2), (), dt), ("divide", (4, 6), (), dt), ("maximum", (7, 1), (), dt))  # fmt: skip
+    return apply("fused_elementwise", x, y, z, body=body)
+
+
+LOOPS = {
+    "flat": ((96, 80), (96, 80), (96, 80)),
+    "scalar": ((96, 80), (), (96, 80)),
+    "row": ((96, 80), (80,), (96, 80)),
+    "column": ((96, 80), (96, 1), (80,)),
+    "both sides": ((96, 1), (1, 80), (96, 80)),
+    "middle": ((6, 16, 80), (6, 1, 80), (16, 1)),
+    "ones": ((1, 96, 1, 80), (96, 1, 80), (1, 80)),
+    "3-D flat tail": ((4, 24, 80), (4, 24, 80), (24, 80)),
+}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("loop", list(LOOPS))
+def test_loop_nests_with_broadcasting(loop, threads, monkeypatch):
+    """Every broadcast pattern, merged into the fewest loops, bit for bit NumPy's result; big
+    enough arrays split their rows over the threads."""
+    monkeypatch.setenv("GRAPHC_NUM_THREADS", str(threads))
+    shapes = LOOPS[loop]
+    scale = 8 if threads == 2 else 1  # (NATIVE_PARALLEL_MIN elements before a kernel splits)
+    shapes = tuple(s[:-1] + (s[-1] * scale,) if len(s) and s[-1] != 1 else s for s in shapes)
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    with gc.Graph():
+        xs = [gc.placeholder(s, "float32", name=f"x{i}") for i, s in enumerate(shapes)]
+        fc, fnp = both(_exact_body(*xs))
+    feeds = {f"x{i}": a for i, a in enumerate(arrays)}
+    kernel = native_kernel(fc)
+    out_size = math.prod(np.broadcast_shapes(*shapes))
+    assert len(kernel.ranges) == (threads if out_size >= native.NATIVE_PARALLEL_MIN else 1)
+    got = fc(feeds)
+    np.testing.assert_array_equal(got, fnp(feeds))
+    x, y, z = arrays
+    np.testing.assert_array_equal(got, np.maximum((x * y + z) / (z * z + z), y))
+    assert kernel.numpy is None
+
+
+def test_loop_nest_merges_contiguous_dims():
+    """A bias over (N, C) stays two loops; equal shapes become one; size-1 dims vanish."""
+    assert native.csource.loop_nest([(8, 5), (5,)], (8, 5)).dims == (8, 5)
+    assert native.csource.loop_nest([(8, 5), (8, 5)], (8, 5)).dims == (40,)
+    loop = native.csource.loop_nest([(1, 8, 1, 5), (8, 1, 5), (1, 5)], (1, 8, 1, 5))
+    assert loop.dims == (8, 5) and loop.strides == ((5, 1), (5, 1), (0, 1), (5, 1))
+    assert native.csource.loop_nest([(4, 3, 5), (3, 1)], (4, 3, 5)).strides[1] == (0, 1, 0)
+
+
+def test_epilogue_of_a_matmul_in_c():
+    """GEMM + bias + relu (and with transposed operands): the GEMM is NumPy's, the epilogue C."""
+    rng = np.random.default_rng(2)
+    av, bv, cv = (rng.standard_normal(s).astype(np.float32) for s in ((128, 96), (64, 96), (64,)))
+    with gc.Graph():
+        a = gc.placeholder((128, 96), "float32", name="a")
+        b = gc.placeholder((64, 96), "float32", name="b")
+        c = gc.placeholder((64,), "float32", name="c")
+        fc, fnp = both(gc.relu(gc.matmul(a, b, transpose_b=True) + c))
+    assert steps(fc)[0].node.op == "fused_matmul"
+    native_kernel(fc)
+    got = fc(a=av, b=bv, c=cv)
+    np.testing.assert_array_equal(got, fnp(a=av, b=bv, c=cv))
+    np.testing.assert_allclose(got, np.maximum(av @ bv.T + cv, 0), rtol=1e-5, atol=1e-5)
+
+
+def test_in_place_into_an_input_buffer():
+    """The memory plan lets the C kernel write over a buffer it reads element for element."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((80, 80)) * 0.1
+    with gc.Graph():
+        x = gc.placeholder((96, 80), "float64", name="x")
+        h = x @ gc.constant(w)  # a planned buffer, read by two consumers, that dies at the fused kernel
+        y = (gc.tanh(h - gc.max(h, axis=1, keepdims=True)) * 2.0) @ gc.constant(w)  # (planned: not an output)
+        fc, fnp = both(y)
+    native_kernel(fc)
+    assert fc.plan.memory.inplace, fc.explain()
+    for _ in range(2):  # the buffers are reused across calls
+        xv = rng.standard_normal((96, 80))
+        h = xv @ w
+        want = (np.tanh(h - h.max(axis=1, keepdims=True)) * 2) @ w
+        np.testing.assert_allclose(fc(x=xv), want, rtol=1e-12, atol=1e-13)
+
+
+VIEWS = {
+    "transpose": (lambda h: gc.transpose(h), lambda h: h.T),
+    "reversed": (lambda h: h[::-1], lambda h: h[::-1]),
+    "value and its transpose": (lambda h: h + gc.transpose(h), lambda h: h + h.T),
+}
+
+
+@pytest.mark.parametrize("view", list(VIEWS))
+def test_an_input_read_through_a_view(view):
+    """An input read through a non-contiguous view makes the C function decline the call; the
+    NumPy kernel runs it, and a buffer is never overwritten before it is read."""
+    rng = np.random.default_rng(4)
+    n = 96
+    w = rng.standard_normal((n, n)) * 0.05
+    bias = np.linspace(1.0, 2.0, n)
+    build, ref = VIEWS[view]
+    with gc.Graph():
+        x = gc.placeholder((n, n), "float64", name="x")
+        h = x @ gc.constant(w)
+        y = (gc.exp(build(h)) * gc.constant(bias) + 1.0) @ gc.constant(w)
+        fn = gc.compile(y, native=True)
+    xv = rng.standard_normal((n, n))
+    np.testing.assert_allclose(fn(x=xv), (np.exp(ref(xv @ w)) * bias + 1.0) @ w, rtol=1e-12)
+
+
+def test_a_non_contiguous_feed_runs_in_numpy():
+    rng = np.random.default_rng(5)
+    with gc.Graph():
+        x = gc.placeholder((96, 80), "float32", name="x")
+        fc, _ = both(gc.tanh(x) * x + 1.0)
+    kernel = native_kernel(fc)
+    xt = rng.standard_normal((80, 96)).astype(np.float32).T  # a (96, 80) view, not C-contiguous
+    np.testing.assert_allclose(fc(x=xt), np.tanh(xt) * xt + 1, rtol=1e-6)
+    assert kernel.numpy is not None  # the C function declined, NumPy ran it
+    xc = np.ascontiguousarray(xt)
+    np.testing.assert_allclose(fc(x=xc), np.tanh(xc) * xc + 1, rtol=1e-6)
+
+
+def test_the_c_function_checks_its_arguments():
+    """Wrong sizes or formats: declined (NotImplemented); bad row ranges: an error, no write."""
+    with gc.Graph():
+        x = gc.placeholder((96, 80), "float32", name="x")
+        fc, _ = both(gc.exp(x) * 2.0)
+    kernel = native_kernel(fc)
+    ok = np.ones((96, 80), np.float32)
+    two = np.float32(2.0)
+    out = np.zeros((96, 80), np.float32)
+    assert kernel.fn(ok, two, out, 0, 96) is None and out[0, 0] == np.float32(np.exp(np.float32(1)) * 2)
+    assert kernel.fn(ok.astype(np.float64), two, out, 0, 96) is NotImplemented
+    assert kernel.fn(ok[:95], two, out, 0, 96) is NotImplemented
+    assert kernel.fn(ok, two, out[:, ::2].copy(), 0, 48) is NotImplemented
+    assert kernel.fn(ok, 2.0, out, 0, 96) is NotImplemented  # a Python float has no buffer
+    frozen = np.zeros((96, 80), np.float32)
+    frozen.flags.writeable = False
+    assert kernel.fn(ok, two, frozen, 0, 96) is NotImplemented and not frozen.any()
+    with pytest.raises(ValueError, match="rows out of range"):
+        kernel.fn(ok, two, out, 0, 96 * 80 + 1)  # (one flat loop: its rows are the elements)
+    with pytest.raises(TypeError, match="expected 2 inputs"):
+        kernel.fn(ok, out, 0, 96)
+
+
+def test_calls_from_many_threads_at_once(monkeypatch):
+    monkeypatch.setenv("GRAPHC_NUM_THREADS", "2")
+    with gc.Graph():
+        x = gc.placeholder((1024, 600), "float32", name="x")
+        fc, _ = both(gc.sigmoid(x) * x - 0.5)
+    assert len(native_kernel(fc).ranges) == 2
+    rng = np.random.default_rng(6)
+    inputs = [rng.standard_normal((1024, 600)).astype(np.float32) for _ in range(4)]
+    wants = [1 / (1 + np.exp(-v.astype(np.float64))) * v - 0.5 for v in inputs]
+    errors = []
+
+    def work(i):
+        for _ in range(5):
+            if not np.allclose(fc(x=inputs[i]), wants[i], rtol=1e-5, atol=1e-6):
+                errors.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_explain_says_which_kernels_are_c_and_why_the_others_are_not():
+    with gc.Graph():
+        x = gc.placeholder((96, 80), "float32", name="x")
+        small = gc.placeholder((4, 5), "float32", name="small")
+        fc = gc.compile([gc.tanh(x) * 2.0 + 1.0, gc.sum(gc.exp(x) * 2.0, axis=1), gc.tanh(small) * 3.0 + 1.0])
+    fc(x=np.ones((96, 80), np.float32), small=np.ones((4, 5), np.float32))
+    kernels = {k["node"]: k for k in fc.explain(format="json")["plans"][0]["kernels"] if "expression" in k}
+    assert sorted(k["runs"] for k in kernels.values()) == ["C", "NumPy", "NumPy"]
+    reasons = sorted(k.get("why_not_c", "") for k in kernels.values())
+    assert reasons[1].startswith("a fused reduction") and reasons[2].startswith("fewer than 4096 elements")
+    text = fc.explain()
+    assert "[C]" in text and "[NumPy: fewer than 4096 elements" in text
+    off = gc.compile(gc.tanh(x) * 2.0 + 1.0, native=False)
+    assert "[NumPy: native=False or GRAPHC_NATIVE=0]" in off.explain()
+
+
+def test_graphc_native_0_turns_the_default_off(monkeypatch):
+    monkeypatch.setenv("GRAPHC_NATIVE", "0")
+    with gc.Graph():
+        x = gc.placeholder((96, 80), "float32", name="x")
+        fn = gc.compile(gc.tanh(x) * 2.0 + 1.0)
+        on = gc.compile(gc.tanh(x) * 2.0 + 1.0, native=True)
+    assert not isinstance(steps(fn)[0].kernel, native.NativeKernel)
+    native_kernel(on)
+
+
+# -- the toolchain: building, the disk cache, and what happens without a compiler -------------
+
+
+SOURCE = native.module_source([])  # a module with no kernels: enough to build and load
+
+
+def test_a_module_is_built_once_then_loaded_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+    first = native.Toolchain()
+    assert first.unavailable is None
+    assert first.build(SOURCE) is not None
+    built = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(built) == 2 and built[0].endswith(".c")  # the module and its source, no temporary files
+    assert os.stat(tmp_path / "cache").st_mode & 0o777 == 0o700
+
+    second = native.Toolchain()  # a new process, as far as the cache is concerned
+
+    def no_compiler(*args, **kw):
+        raise AssertionError("the compiler ran although the module was cached")
+
+    monkeypatch.setattr(subprocess, "run", no_compiler)
+    assert second.build(SOURCE) is not None
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == built
+
+
+def test_a_cache_directory_others_can_write_is_not_used(tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(shared))
+    assert "not private" in native.Toolchain().unavailable
+
+
+def test_without_a_compiler_fused_kernels_stay_numpy(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    toolchain = native.Toolchain()
+    assert "does not run" in toolchain.unavailable
+    monkeypatch.setattr(BACKEND, "_toolchain", toolchain)
+    with gc.Graph():
+        x = gc.placeholder((96, 80), "float32", name="x")
+        fn = gc.compile(gc.tanh(x) * 2.0 + 1.0)
+    xv = np.ones((96, 80), np.float32)
+    np.testing.assert_allclose(fn(x=xv), np.tanh(xv) * 2 + 1, rtol=1e-6)
+    assert "does not run" in fn.explain()
+
+
+def test_a_failing_compiler_warns_once_and_numpy_takes_over(tmp_path, monkeypatch):
+    fake = tmp_path / "fake-cc"
+    fake.write_text("#!/bin/sh\necho 'fake-cc 1.0'\n[ \"$1\" = --version ] && exit 0\necho 'error: no' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(fake))
+    toolchain = native.Toolchain()
+    assert toolchain.unavailable is None
+    monkeypatch.setattr(BACKEND, "_toolchain", toolchain)
+    with gc.Graph():
+        x = gc.placeholder((96, 80), "float32", name="x")
+        with pytest.warns(native.NativeWarning, match="error: no"):
+            fn = gc.compile(gc.tanh(x) * 2.0 + 1.0)
+    assert toolchain.failed.startswith("the C compiler failed")
+    xv = np.ones((96, 80), np.float32)
+    np.testing.assert_allclose(fn(x=xv), np.tanh(xv) * 2 + 1, rtol=1e-6)
+    assert "[NumPy: the C compiler failed" in fn.explain()
+    assert not list((tmp_path / "cache").glob(".build-*"))  # nothing half-written is left
