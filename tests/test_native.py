@@ -338,16 +338,24 @@ def test_graphc_native_0_turns_the_default_off(monkeypatch):
 # -- the toolchain: building, the disk cache, and what happens without a compiler -------------
 
 
-SOURCE = native.module_source([])  # a module with no kernels: enough to build and load
+def _specs():
+    with gc.Graph():
+        x = gc.placeholder((96, 80), "float32", name="x")
+        node = apply("fused_elementwise", x, body=(("exp", (0,), (), "<f4"), ("negative", (1,), (), "<f4"))).node
+    return [native.Spec(node, "k0")]
 
 
-def test_a_module_is_built_once_then_loaded_from_the_cache(tmp_path, monkeypatch):
+def test_kernels_are_built_once_then_loaded_from_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
     first = native.Toolchain()
     assert first.unavailable is None
-    assert first.build(SOURCE) is not None
+    (k,) = first.kernels(_specs())
+    x, out = np.linspace(-1, 1, 96 * 80, dtype=np.float32).reshape(96, 80), np.empty((96, 80), np.float32)
+    assert k(x, out, 0, 96 * 80) is None
+    np.testing.assert_allclose(out, -np.exp(x), rtol=1e-6)
     built = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    assert len(built) == 2 and built[0].endswith(".c")  # the module and its source, no temporary files
+    # the glue module and the plan's library, each beside its source; no temporary files
+    assert len(built) == 4 and [p.endswith(".c") for p in built] == [True, False, True, False], built
     assert os.stat(tmp_path / "cache").st_mode & 0o777 == 0o700
 
     second = native.Toolchain()  # a new process, as far as the cache is concerned
@@ -356,7 +364,10 @@ def test_a_module_is_built_once_then_loaded_from_the_cache(tmp_path, monkeypatch
         raise AssertionError("the compiler ran although the module was cached")
 
     monkeypatch.setattr(subprocess, "run", no_compiler)
-    assert second.build(SOURCE) is not None
+    (k,) = second.kernels(_specs())
+    out[...] = 0
+    assert k(x, out, 0, 96 * 80) is None
+    np.testing.assert_allclose(out, -np.exp(x), rtol=1e-6)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == built
 
 

@@ -123,7 +123,7 @@ def kernel_source(name: str, body, in_dtypes, out_dtype, loop: Loop) -> str:
     the output may be one of the inputs, element for element, which a SIMD loop keeps correct)."""
     n_in = len(in_dtypes)
     out_ctype = C_TYPES[np.dtype(out_dtype)]
-    lines = [f"static void {name}(char **p, int64_t lo, int64_t hi) {{"]
+    lines = [f"void {name}(char **p, int64_t lo, int64_t hi) {{"]
     for j, d in enumerate(in_dtypes):
         lines.append(f"    const {C_TYPES[np.dtype(d)]} *x{j} = (const {C_TYPES[np.dtype(d)]} *)p[{j}];")
     lines.append(f"    {out_ctype} *y = ({out_ctype} *)p[{n_in}];")

@@ -10,6 +10,7 @@ NumPy kernel runs instead.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -66,7 +67,8 @@ class Toolchain:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.modules: dict = {}  # module name -> loaded module
+        self.loaded: dict = {}  # library name -> ctypes.CDLL (kept: kernels point into it)
+        self.glue = None  # the CPython module that calls kernels (see GLUE)
         self.variant = 0  # index into VARIANTS still worth trying
         self.failed: str | None = None  # why the compiler failed (then no more C in this process)
         self.unavailable = self._probe()
@@ -95,49 +97,76 @@ class Toolchain:
                                    platform.machine(), _cpu_identity(), " ".join(FLAGS)])  # fmt: skip
         return None
 
-    def build(self, source: str):
-        """The module built from ``source`` (loaded from the cache when it was built before), or
-        None when the compiler fails: then a NativeWarning says why, and from then on this
-        process runs NumPy kernels only (``failed``)."""
+    def kernels(self, specs: list) -> list | None:
+        """Python callables for the specs' C kernels (one library for them all, loaded from the
+        cache when it was built before), or None when the compiler fails: then a NativeWarning
+        says why, and from then on this process runs NumPy kernels only (``failed``)."""
         with self.lock:
-            errors = []
-            for variant in range(self.variant, len(VARIANTS)):
-                if self.failed:
-                    return None
-                arch, libs, vector_math = VARIANTS[variant]
-                text = (csource.vector_math_declarations() if vector_math else "") + source
-                key = hashlib.sha256(f"{self.identity}\n{arch}{libs}\n{text}".encode()).hexdigest()[:32]
-                name = f"graphc_{key}"
-                module = self.modules.get(name)
-                if module is not None:
-                    return module
-                path = self.dir / f"{name}{self.suffix}"
-                if not path.exists():
-                    error = self._compile(text.replace("PyInit_MODULE", f"PyInit_{name}"), path, arch, libs)
-                    if error is not None:
-                        errors.append(error)
-                        continue
-                self.variant = variant  # (a machine without libmvec or -march=native: portable C)
-                module = self.modules[name] = _load(name, path)
-                return module
-            said = errors[-1] if errors else "?"
-            self.failed = f"the C compiler failed: {said.splitlines()[0]}"
-            warnings.warn(f"native kernels: {self.failed}; fused kernels run as NumPy ufuncs from now on. "
-                          f"The compiler said:\n{said}", NativeWarning, stacklevel=2)  # fmt: skip
-            return None
+            glue = self._glue()
+            lib = self._library(module_source(specs)) if glue is not None else None
+            if lib is None:
+                return None
+            return [glue.kernel(ctypes.cast(getattr(lib, s.name), ctypes.c_void_p).value, s.name, s.lens,
+                                s.formats, s.loop.rows, max(s.loop.row_size, 1), RELEASE_GIL_MIN)
+                    for s in specs]  # fmt: skip
 
-    def _compile(self, text: str, path: Path, arch, libs) -> str | None:
+    def _glue(self):
+        """The CPython module that calls kernels on arrays (built once per machine)."""
+        if self.glue is None and not self.failed:
+            name, path, error = self._built(GLUE, (), (), python=True)
+            if error is not None:
+                return self._fail([error])
+            self.glue = _load(name, path)
+        return self.glue
+
+    def _library(self, source: str):
+        """The shared library of a plan's kernels, with vector math where this machine has it."""
+        errors = []
+        for variant in range(self.variant, len(VARIANTS)):
+            if self.failed:
+                return None
+            arch, libs, vector_math = VARIANTS[variant]
+            text = (csource.vector_math_declarations() if vector_math else "") + source
+            name, path, error = self._built(text, arch, libs, python=False)
+            if error is not None:
+                errors.append(error)
+                continue
+            self.variant = variant  # (a machine without libmvec or -march=native: portable C)
+            if name not in self.loaded:
+                self.loaded[name] = ctypes.CDLL(str(path))
+            return self.loaded[name]
+        return self._fail(errors)
+
+    def _fail(self, errors: list):
+        said = errors[-1] if errors else "?"
+        self.failed = f"the C compiler failed: {said.splitlines()[0]}"
+        warnings.warn(f"native kernels: {self.failed}; fused kernels run as NumPy ufuncs from now on. "
+                      f"The compiler said:\n{said}", NativeWarning, stacklevel=3)  # fmt: skip
+
+    def _built(self, text: str, arch, libs, python: bool):
+        """(name, path, compiler error or None) of the library built from ``text``, compiled
+        unless the cache has it. A Python module's init function is named after the file."""
+        key = hashlib.sha256(f"{self.identity}\n{arch}{libs}{python}\n{text}".encode()).hexdigest()[:32]
+        name = f"graphc_{key}"
+        path = self.dir / f"{name}{self.suffix if python else '.so'}"
+        error = None
+        if not path.exists():
+            flags = [*arch, f"-I{self.include}"] if python else list(arch)
+            error = self._compile(text.replace("PyInit_MODULE", f"PyInit_{name}"), path, flags, libs)
+        return name, path, error
+
+    def _compile(self, text: str, path: Path, flags, libs) -> str | None:
         """Build ``path`` atomically (a temporary file, then a rename); the compiler's error or None."""
         fd, src = tempfile.mkstemp(suffix=".c", prefix=".build-", dir=self.dir)
-        tmp = f"{src[:-2]}{self.suffix}"
+        tmp = f"{src[:-2]}.so"
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(text)
-            cmd = [self.cc, *FLAGS, *arch, f"-I{self.include}", "-o", tmp, src, *libs]
+            cmd = [self.cc, *FLAGS, *flags, "-o", tmp, src, *libs]
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
             if done.returncode != 0:
                 return done.stderr.strip()[-2000:] or f"exit status {done.returncode}"
-            os.replace(src, path.with_suffix(".c"))  # kept beside the module, for reading
+            os.replace(src, path.parent / f"{path.name.split('.')[0]}.c")  # kept beside it, for reading
             os.replace(tmp, path)
             return None
         finally:
@@ -164,24 +193,42 @@ def _load(name: str, path: Path):
     return module
 
 
-# -- the module: one C kernel and one Python entry point per fused node ------------------------
-_HELPERS = r"""
+# -- the glue: one CPython module per machine that calls C kernels on arrays ----------------------
+# Plan modules are plain C (no Python.h: 0.08 s to compile instead of 0.21 s); ``glue.kernel``
+# wraps a kernel's address as a Python callable that takes the arrays by the buffer protocol.
+GLUE = r"""#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+typedef void (*kernel_fn)(char **p, int64_t lo, int64_t hi);
+
+typedef struct {
+    kernel_fn fn;
+    Py_ssize_t n;          /* operands: the inputs, then the output */
+    long long rows;        /* [lo, hi) ranges over these */
+    long long row_size;    /* elements per row */
+    long long gil_min;     /* elements from which the call releases the GIL */
+    const char *name;
+    char *formats;         /* one buffer format character per operand */
+    Py_ssize_t lens[];     /* bytes per operand */
+} Kernel;
+
 static void release(Py_buffer *v, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++) PyBuffer_Release(&v[i]);
 }
 
-/* The arrays' buffers, if each is C-contiguous with the plan's byte size and element format
+/* The operands' buffers, if each is C-contiguous with the plan's byte size and element format
    (else 0, and the caller runs the NumPy kernel). The last one is the output, written. */
-static int grab(PyObject *const *args, Py_ssize_t n, const Py_ssize_t *lens, const char *formats,
-                Py_buffer *v, char **p) {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (i == n - 1 ? PyBUF_WRITABLE : 0);
+static int grab(const Kernel *k, PyObject *const *args, Py_buffer *v, char **p) {
+    for (Py_ssize_t i = 0; i < k->n; i++) {
+        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (i == k->n - 1 ? PyBUF_WRITABLE : 0);
         if (PyObject_GetBuffer(args[i], &v[i], flags) < 0) {
             PyErr_Clear();
             release(v, i);
             return 0;
         }
-        if (v[i].len != lens[i] || !v[i].format || v[i].format[0] != formats[i] || v[i].format[1]) {
+        const char *f = v[i].format;
+        if (v[i].len != k->lens[i] || !f || f[0] != k->formats[i] || f[1]) {
             release(v, i + 1);
             return 0;
         }
@@ -189,44 +236,88 @@ static int grab(PyObject *const *args, Py_ssize_t n, const Py_ssize_t *lens, con
     }
     return 1;
 }
-"""
 
-
-def _entry(name: str, n_in: int, lens, formats: str, loop: csource.Loop) -> str:
-    """``name(*inputs, out, lo, hi)``: rows [lo, hi) of the output; NotImplemented when the arrays
-    are not as planned."""
-    n = n_in + 1
-    return f"""
-static PyObject *py_{name}(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {{
-    static const Py_ssize_t lens[{n}] = {{{", ".join(map(str, lens))}}};
-    Py_buffer v[{n}];
-    char *p[{n}];
-    if (nargs != {n + 2}) {{
-        PyErr_SetString(PyExc_TypeError, "{name}: expected {n_in} inputs, out, lo, hi");
+/* kernel(*inputs, out, lo, hi): rows [lo, hi) of the output; NotImplemented when the arrays are
+   not as planned. */
+static PyObject *call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    const Kernel *k = (const Kernel *)PyCapsule_GetPointer(self, "graphc.kernel");
+    if (!k) return NULL;
+    if (nargs != k->n + 2) {
+        PyErr_Format(PyExc_TypeError, "%s: expected %zd inputs, out, lo, hi", k->name, k->n - 1);
         return NULL;
-    }}
-    long long lo = PyLong_AsLongLong(args[{n}]), hi = PyLong_AsLongLong(args[{n + 1}]);
+    }
+    long long lo = PyLong_AsLongLong(args[k->n]), hi = PyLong_AsLongLong(args[k->n + 1]);
     if ((lo == -1 || hi == -1) && PyErr_Occurred()) return NULL;
-    if (lo < 0 || hi > {loop.rows} || lo > hi) {{
-        PyErr_SetString(PyExc_ValueError, "{name}: rows out of range");
+    if (lo < 0 || hi > k->rows || lo > hi) {
+        PyErr_Format(PyExc_ValueError, "%s: rows out of range", k->name);
         return NULL;
-    }}
-    if (!grab(args, {n}, lens, "{formats}", v, p)) Py_RETURN_NOTIMPLEMENTED;
-    if ((hi - lo) * {max(loop.row_size, 1)} >= {RELEASE_GIL_MIN}) {{
+    }
+    Py_buffer v[k->n];
+    char *p[k->n];
+    if (!grab(k, args, v, p)) Py_RETURN_NOTIMPLEMENTED;
+    if ((hi - lo) * k->row_size >= k->gil_min) {
         Py_BEGIN_ALLOW_THREADS
-        {name}(p, lo, hi);
+        k->fn(p, lo, hi);
         Py_END_ALLOW_THREADS
-    }} else {{
-        {name}(p, lo, hi);
-    }}
-    release(v, {n});
+    } else {
+        k->fn(p, lo, hi);
+    }
+    release(v, k->n);
     Py_RETURN_NONE;
-}}
+}
+
+static PyMethodDef call_def = {"kernel", (PyCFunction)(void (*)(void))call, METH_FASTCALL, NULL};
+
+static void free_kernel(PyObject *capsule) {
+    Kernel *k = (Kernel *)PyCapsule_GetPointer(capsule, "graphc.kernel");
+    PyMem_Free(k->formats);
+    PyMem_Free((void *)k->name);
+    PyMem_Free(k);
+}
+
+/* kernel(address, name, lens, formats, rows, row_size, gil_min) -> the callable */
+static PyObject *make(PyObject *self, PyObject *args) {
+    unsigned long long address;
+    const char *name, *formats;
+    PyObject *lens;
+    long long rows, row_size, gil_min;
+    if (!PyArg_ParseTuple(args, "KsO!sLLL", &address, &name, &PyTuple_Type, &lens, &formats, &rows,
+                          &row_size, &gil_min))
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(lens);
+    if ((Py_ssize_t)strlen(formats) != n || n < 1) {
+        PyErr_SetString(PyExc_ValueError, "kernel: one format per operand");
+        return NULL;
+    }
+    Kernel *k = (Kernel *)PyMem_Malloc(sizeof(Kernel) + n * sizeof(Py_ssize_t));
+    char *f = (char *)PyMem_Malloc(n + 1), *nm = (char *)PyMem_Malloc(strlen(name) + 1);
+    if (!k || !f || !nm) {
+        PyMem_Free(k), PyMem_Free(f), PyMem_Free(nm);
+        return PyErr_NoMemory();
+    }
+    k->fn = (kernel_fn)(uintptr_t)address;
+    k->n = n, k->rows = rows, k->row_size = row_size, k->gil_min = gil_min;
+    k->formats = strcpy(f, formats);
+    k->name = strcpy(nm, name);
+    for (Py_ssize_t i = 0; i < n; i++) k->lens[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(lens, i));
+    PyObject *capsule = PyCapsule_New(k, "graphc.kernel", free_kernel);
+    if (!capsule) {
+        PyMem_Free(f), PyMem_Free(nm), PyMem_Free(k);
+        return NULL;
+    }
+    PyObject *fn = PyCFunction_New(&call_def, capsule);
+    Py_DECREF(capsule);
+    return fn;
+}
+
+static PyMethodDef methods[] = {{"kernel", make, METH_VARARGS, NULL}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "graphc_glue", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_MODULE(void) { return PyModule_Create(&def); }
 """
 
 
 class Spec:
-    """One fused node as a C kernel: its loop nest, operand types and source."""
+    """One node as a C kernel: the C function, its operands' types, and the callable's layout."""
 
     def __init__(self, node, name: str):
         self.node = node
@@ -237,27 +328,16 @@ class Spec:
         if self.matmul:  # body input 0 is the GEMM result, computed into the output buffer
             in_types = [out_type, *in_types[2:]]
         self.loop = csource.loop_nest([t.shape for t in in_types], out_type.shape)
+        types = (*in_types, out_type)
+        self.lens = tuple(math.prod(t.shape) * t.dtype.itemsize for t in types)
+        self.formats = "".join(_FORMATS[t.dtype] for t in types)
         body = node.attrs["body"]
-        dtypes = [t.dtype for t in in_types]
-        lens = [math.prod(t.shape) * t.dtype.itemsize for t in (*in_types, out_type)]
-        formats = "".join(_FORMATS[d] for d in (*dtypes, out_type.dtype))
-        self.source = csource.kernel_source(name, body, dtypes, out_type.dtype, self.loop)
-        self.source += _entry(name, len(in_types), lens, formats, self.loop)
+        self.source = csource.kernel_source(name, body, [t.dtype for t in in_types], out_type.dtype, self.loop)
 
 
 def module_source(specs: list[Spec]) -> str:
-    """One extension module (its init function named PyInit_MODULE, renamed when built)."""
-    methods = "".join(f'    {{"{s.name}", (PyCFunction)(void (*)(void))py_{s.name}, METH_FASTCALL, NULL}},\n'
-                      for s in specs)  # fmt: skip
-    return (
-        "#define PY_SSIZE_T_CLEAN\n#include <Python.h>\n"
-        + csource.PRELUDE
-        + _HELPERS
-        + "".join(s.source for s in specs)
-        + f"\nstatic PyMethodDef methods[] = {{\n{methods}    {{NULL, NULL, 0, NULL}}\n}};\n"
-        + 'static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "graphc_kernels", NULL, -1, methods};\n'
-        + "PyMODINIT_FUNC PyInit_MODULE(void) { return PyModule_Create(&def); }\n"
-    )
+    """One plan's kernels as plain C (exported functions named as the specs)."""
+    return csource.PRELUDE + "".join(s.source for s in specs)
 
 
 class NativeKernel:

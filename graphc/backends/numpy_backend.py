@@ -72,11 +72,11 @@ class NumpyBackend:
         chosen = [i for i, n in enumerate(nodes) if self.why_not_native(n, native) is None]
         if chosen:
             specs = [nat.Spec(nodes[i], f"k{j}") for j, i in enumerate(chosen)]
-            module = self.toolchain().build(nat.module_source(specs))
-            for i, spec in zip(chosen, specs):
-                if module is not None:
+            functions = self.toolchain().kernels(specs) or [None] * len(specs)
+            for i, spec, fn in zip(chosen, specs, functions):
+                if fn is not None:
                     fallback = functools.partial(self.bind, nodes[i], native=False, **options)
-                    kernels[i] = nat.NativeKernel(self, spec, getattr(module, spec.name), fallback)
+                    kernels[i] = nat.NativeKernel(self, spec, fn, fallback)
         return [k if k is not None else self.bind(n, native=native, **options) for k, n in zip(kernels, nodes)]
 
     def why_not_native(self, node, native: bool = True) -> str | None:
