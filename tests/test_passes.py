@@ -392,7 +392,7 @@ def test_plans_fold_constant_broadcasts_the_compile_time_program_keeps():
     assert not [s for s in fn.plan.steps if all(t.node.op == "constant" for t in s.node.inputs)]
     xv = np.linspace(-1, 1, 24).reshape(8, 3)
     want = xv.T @ ((1 - np.tanh(xv @ np.ones((3, 2))) ** 2) / 8)
-    np.testing.assert_allclose(fn(x=xv), want, rtol=1e-12)
+    np.testing.assert_allclose(fn(x=xv), want, rtol=1e-12, atol=1e-15)  # (its middle row sums to 0)
 
 
 def test_a_constant_computation_that_fails_is_left_to_run_time():

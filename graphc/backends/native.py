@@ -35,9 +35,6 @@ class NativeWarning(UserWarning):
     """Native kernels could not be built; NumPy runs the fused kernels instead."""
 
 
-# Kernels of fewer elements stay NumPy ufunc calls: compiling costs a C compiler run per new plan
-# (cached on disk afterwards), and a C call saves about a microsecond per op of the body there.
-NATIVE_MIN = 1 << 12
 # Elements before a C kernel splits its rows over the thread pool: C runs 2-10x faster than the
 # ufuncs, so it takes more work than NumPy's PARALLEL_MIN to pay for handing a range to a thread.
 NATIVE_PARALLEL_MIN = 1 << 19

@@ -64,8 +64,8 @@ class NumpyBackend:
             return self._toolchain
 
     def bind_all(self, nodes, native: bool = True, **options) -> list:
-        """Kernels for ``nodes`` (one plan's): fused nodes that can run as C loops (``native``, see
-        ``why_not_native``) are built together as one module, the rest are bound one by one."""
+        """Kernels for ``nodes`` (one plan's): nodes that can run as C (``native``, see
+        ``why_not_native``) are compiled together as one library, the rest are bound one by one."""
         from . import native as nat
 
         kernels = [None] * len(nodes)
@@ -81,8 +81,6 @@ class NumpyBackend:
 
     def why_not_native(self, node, native: bool = True) -> str | None:
         """None when ``node`` runs as a C loop in a plan compiled with ``native``, else why not."""
-        from .native import NATIVE_MIN
-
         if node.op not in ("fused_elementwise", "fused_matmul"):
             return "not a fused node"
         if not native:
@@ -90,8 +88,6 @@ class NumpyBackend:
         reason = csource_supports(node)
         if reason is not None:
             return reason
-        if math.prod(node.types[0].shape) < NATIVE_MIN:
-            return f"fewer than {NATIVE_MIN} elements (ufunc calls are as fast)"
         toolchain = self.toolchain()
         return toolchain.unavailable or toolchain.failed
 
