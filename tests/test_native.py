@@ -8,7 +8,6 @@ arrays they do not take, and are built once per machine (the disk cache).
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import threading
@@ -161,9 +160,8 @@ def test_loop_nests_with_broadcasting(loop, threads, monkeypatch):
     """Every broadcast pattern, merged into the fewest loops, bit for bit NumPy's result; big
     enough arrays split their rows over the threads."""
     monkeypatch.setenv("GRAPHC_NUM_THREADS", str(threads))
+    monkeypatch.setattr(native, "NATIVE_PARALLEL_MIN", 1 << 14)  # (these arrays split over the threads)
     shapes = LOOPS[loop]
-    scale = 8 if threads == 2 else 1  # (NATIVE_PARALLEL_MIN elements before a kernel splits)
-    shapes = tuple(s[:-1] + (s[-1] * scale,) if len(s) and s[-1] != 1 else s for s in shapes)
     rng = np.random.default_rng(1)
     arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     with gc.Graph():
@@ -171,8 +169,7 @@ def test_loop_nests_with_broadcasting(loop, threads, monkeypatch):
         fc, fnp = both(_exact_body(*xs))
     feeds = {f"x{i}": a for i, a in enumerate(arrays)}
     kernel = native_kernel(fc)
-    out_size = math.prod(np.broadcast_shapes(*shapes))
-    assert len(kernel.ranges) == (threads if out_size >= native.NATIVE_PARALLEL_MIN else 1)
+    assert len(kernel.ranges) == threads
     got = fc(feeds)
     np.testing.assert_array_equal(got, fnp(feeds))
     x, y, z = arrays
@@ -203,6 +200,67 @@ def test_epilogue_of_a_matmul_in_c():
     got = fc(a=av, b=bv, c=cv)
     np.testing.assert_array_equal(got, fnp(a=av, b=bv, c=cv))
     np.testing.assert_allclose(got, np.maximum(av @ bv.T + cv, 0), rtol=1e-5, atol=1e-5)
+
+
+CONVS = {  # x shape, w shape, conv2d keyword arguments  # fmt: skip
+    "W4 layer 1": ((4, 1, 28, 28), (8, 1, 3, 3), {}),
+    "W4 layer 2": ((4, 8, 13, 13), (16, 8, 3, 3), {}),
+    "stride, padding, dilation": ((2, 3, 9, 11), (4, 3, 3, 2),
+                                  {"stride": (2, 1), "padding": (1, 2), "dilation": (2, 1)}),
+    "groups, same": ((2, 4, 7, 7), (6, 2, 3, 3), {"padding": "same", "groups": 2}),
+    "even kernel, same (uneven padding)": ((2, 3, 6, 9), (5, 3, 2, 4), {"padding": "same"}),
+    "1x1": ((3, 5, 4, 6), (7, 5, 1, 1), {}),
+    "stride 3, wide padding": ((2, 2, 10, 10), (3, 2, 5, 5), {"stride": 3, "padding": 2}),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("geometry", list(CONVS))
+def test_conv2d_in_c(geometry, dtype):
+    """Direct convolution in C against the im2col + BLAS kernel: every tap order and bounds check."""
+    xs, ws, kw = CONVS[geometry]
+    rng = np.random.default_rng(7)
+    xv, wv = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
+    with gc.Graph():
+        x, w = gc.placeholder(xs, dtype, name="x"), gc.placeholder(ws, dtype, name="w")
+        fc, fnp = both(gc.conv2d(x, w, **kw))
+    (step,) = fc.plan.steps
+    assert isinstance(step.kernel, native.NativeKernel), fc.explain()
+    got, want = fc(x=xv, w=wv), fnp(x=xv, w=wv)
+    assert step.kernel.numpy is None
+    tol = {"float32": 2e-5, "float64": 1e-13}[dtype]
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+def test_a_large_conv2d_stays_im2col_and_blas():
+    with gc.Graph():
+        x, w = gc.placeholder((1, 128, 8, 8), name="x"), gc.placeholder((128, 128, 3, 3), name="w")
+        fn = gc.compile(gc.conv2d(x, w))
+    assert "[NumPy: a large layer (im2col + BLAS is faster)]" in fn.explain()
+
+
+POOLS = {  # x shape, kernel_size, stride, padding
+    "W4": ((4, 8, 26, 26), 2, 2, 0),
+    "odd, overlapping": ((2, 3, 11, 9), 3, 2, 1),
+    "non-square": ((2, 3, 7, 10), (3, 2), (1, 2), (1, 1)),
+    "one tap": ((2, 2, 5, 5), 1, 1, 0),
+}
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("geometry", list(POOLS))
+def test_pooling_in_c_matches_numpy_bit_for_bit(geometry, kind):
+    """Taps in NumPy's order, padding as -inf (max) or 0 (avg), NaN propagated by max."""
+    xs, k, stride, pad = POOLS[geometry]
+    xv = np.random.default_rng(8).standard_normal(xs).astype(np.float32)
+    xv.reshape(-1)[::17] = np.nan
+    with gc.Graph():
+        x = gc.placeholder(xs, "float32", name="x")
+        fc, fnp = both((gc.max_pool2d if kind == "max" else gc.avg_pool2d)(x, k, stride, pad))
+    (step,) = fc.plan.steps
+    assert isinstance(step.kernel, native.NativeKernel), fc.explain()
+    np.testing.assert_array_equal(fc(x=xv), fnp(x=xv))
+    assert step.kernel.numpy is None
 
 
 def test_in_place_into_an_input_buffer():
@@ -286,6 +344,7 @@ def test_the_c_function_checks_its_arguments():
 
 def test_calls_from_many_threads_at_once(monkeypatch):
     monkeypatch.setenv("GRAPHC_NUM_THREADS", "2")
+    monkeypatch.setattr(native, "NATIVE_PARALLEL_MIN", 1 << 16)
     with gc.Graph():
         x = gc.placeholder((1024, 600), "float32", name="x")
         fc, _ = both(gc.sigmoid(x) * x - 0.5)

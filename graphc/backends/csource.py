@@ -15,10 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..ops.ckernel import C_TYPES, CFunction
 from ..ops.registry import REGISTRY
-
-# The element types C kernels handle. NumPy's bool is one byte holding 0 or 1.
-C_TYPES = {np.dtype("float32"): "float", np.dtype("float64"): "double", np.dtype("bool"): "unsigned char"}
 
 # What the op templates need beyond C's <tgmath.h>: NumPy's maximum/minimum propagate NaN (C's
 # fmax does not); sign keeps NaN and zeros.
@@ -46,13 +44,17 @@ def vector_math_declarations() -> str:
 
 
 def supports(node) -> str | None:
-    """None when ``node`` can run as a C loop, else why not (for explain)."""
+    """None when ``node`` can run as C, else why not (for explain)."""
+    if not all(t.type.is_static for t in node.inputs) or not all(t.is_static for t in node.types):
+        return "a dim known only at run time"
     if node.op not in ("fused_elementwise", "fused_matmul"):
-        return "not a fused node"
+        opdef = REGISTRY[node.op]
+        if opdef.c_kernel is None:
+            return "no C kernel"
+        made = opdef.c_kernel("k", [t.type for t in node.inputs], node.types[0], **node.attrs)
+        return made if isinstance(made, str) else None
     if node.attrs.get("reduce") is not None:
         return "a fused reduction (C loops are elementwise for now)"
-    if not all(t.type.is_static for t in node.inputs) or not node.types[0].is_static:
-        return "a dim known only at run time"
     for t in node.inputs[2:] if node.op == "fused_matmul" else node.inputs:
         if t.type.dtype not in C_TYPES:
             return f"input dtype {t.type.dtype}"
@@ -151,3 +153,18 @@ def kernel_source(name: str, body, in_dtypes, out_dtype, loop: Loop) -> str:
         lines.append("    " * (k + 1) + "}")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def function(node, name: str) -> tuple[list, CFunction]:
+    """The node's C function and the types of the inputs it reads (a fused matmul's epilogue reads
+    the GEMM's result, computed into the output buffer first, in place of the two operands)."""
+    out_type = node.types[0]
+    in_types = [t.type for t in node.inputs]
+    if node.op not in ("fused_elementwise", "fused_matmul"):
+        return in_types, REGISTRY[node.op].c_kernel(name, in_types, out_type, **node.attrs)
+    if node.op == "fused_matmul":
+        in_types = [out_type, *in_types[2:]]
+    loop = loop_nest([t.shape for t in in_types], out_type.shape)
+    source = kernel_source(name, node.attrs["body"], [t.dtype for t in in_types], out_type.dtype, loop)
+    work = max(loop.row_size, 1) * len(node.attrs["body"])
+    return in_types, CFunction(source, loop.rows, loop.row_size, work=work)

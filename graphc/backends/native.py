@@ -35,12 +35,13 @@ class NativeWarning(UserWarning):
     """Native kernels could not be built; NumPy runs the fused kernels instead."""
 
 
-# Elements before a C kernel splits its rows over the thread pool: C runs 2-10x faster than the
-# ufuncs, so it takes more work than NumPy's PARALLEL_MIN to pay for handing a range to a thread.
-NATIVE_PARALLEL_MIN = 1 << 19
+# Work (ops of a fused body, multiply-adds of a convolution ... per element) before a C kernel
+# splits its rows over the thread pool: handing a range to a thread and waiting for it costs
+# 60-150 us on these shared machines, about what 16M operations take in C.
+NATIVE_PARALLEL_MIN = 1 << 24
 RELEASE_GIL_MIN = 1 << 12  # elements below which a C kernel keeps the GIL (releasing costs ~0.1 us)
 
-FLAGS = ("-O2", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off",
+FLAGS = ("-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off",
          "-fPIC", "-shared")  # fmt: skip
 # Tried in order: vector math (glibc's libmvec) on this CPU's instruction set, then portable C.
 VARIANTS = ((("-march=native",), ("-lmvec", "-lm"), True), ((), ("-lm",), False))
@@ -104,7 +105,7 @@ class Toolchain:
             if lib is None:
                 return None
             return [glue.kernel(ctypes.cast(getattr(lib, s.name), ctypes.c_void_p).value, s.name, s.lens,
-                                s.formats, s.loop.rows, max(s.loop.row_size, 1), RELEASE_GIL_MIN)
+                                s.formats, s.function.rows, max(s.function.row_size, 1), RELEASE_GIL_MIN)
                     for s in specs]  # fmt: skip
 
     def _glue(self):
@@ -314,32 +315,26 @@ PyMODINIT_FUNC PyInit_MODULE(void) { return PyModule_Create(&def); }
 
 
 class Spec:
-    """One node as a C kernel: the C function, its operands' types, and the callable's layout."""
+    """One node as a C kernel: its C function and the sizes and formats of its operands."""
 
     def __init__(self, node, name: str):
         self.node = node
         self.name = name
-        self.matmul = node.op == "fused_matmul"
-        out_type = node.types[0]
-        in_types = [t.type for t in node.inputs]
-        if self.matmul:  # body input 0 is the GEMM result, computed into the output buffer
-            in_types = [out_type, *in_types[2:]]
-        self.loop = csource.loop_nest([t.shape for t in in_types], out_type.shape)
-        types = (*in_types, out_type)
+        self.matmul = node.op == "fused_matmul"  # (the GEMM runs first, in NumPy)
+        in_types, self.function = csource.function(node, name)
+        types = (*in_types, node.types[0])
         self.lens = tuple(math.prod(t.shape) * t.dtype.itemsize for t in types)
         self.formats = "".join(_FORMATS[t.dtype] for t in types)
-        body = node.attrs["body"]
-        self.source = csource.kernel_source(name, body, [t.dtype for t in in_types], out_type.dtype, self.loop)
 
 
 def module_source(specs: list[Spec]) -> str:
     """One plan's kernels as plain C (exported functions named as the specs)."""
-    return csource.PRELUDE + "".join(s.source for s in specs)
+    return csource.PRELUDE + "".join(s.function.source for s in specs)
 
 
 class NativeKernel:
-    """A fused node run by its C function: kernel(*arrays, out=None), like the NumPy kernels, on
-    which it falls back for calls whose arrays the C function does not take."""
+    """A node run by its C function: kernel(*arrays, out=None), like the NumPy kernels, on which it
+    falls back for calls whose arrays the C function does not take."""
 
     native = True  # (explain: this step runs C)
 
@@ -354,10 +349,10 @@ class NativeKernel:
         self.flags = (node.attrs.get("transpose_a", False), node.attrs.get("transpose_b", False))
         self.two_d = self.matmul and node.inputs[0].ndim == 2 and node.inputs[1].ndim == 2
         self.shape, self.dtype = node.types[0].shape, node.types[0].dtype
-        rows, size = spec.loop.rows, math.prod(self.shape)
         from .numpy_backend import num_threads
 
-        threads = min(num_threads(), rows) if size >= NATIVE_PARALLEL_MIN else 1
+        rows = spec.function.rows
+        threads = min(num_threads(), rows) if spec.function.total_work >= NATIVE_PARALLEL_MIN else 1
         per = -(-rows // threads)
         self.ranges = [(lo, min(rows, lo + per)) for lo in range(0, rows, per)] or [(0, rows)]
 

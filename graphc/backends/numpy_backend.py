@@ -81,8 +81,6 @@ class NumpyBackend:
 
     def why_not_native(self, node, native: bool = True) -> str | None:
         """None when ``node`` runs as a C loop in a plan compiled with ``native``, else why not."""
-        if node.op not in ("fused_elementwise", "fused_matmul"):
-            return "not a fused node"
         if not native:
             return "native=False or GRAPHC_NATIVE=0"
         reason = csource_supports(node)

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import DTypeError, ShapeError
 from ..ir import Tensor, TensorType
 from ..ir.types import compatible, fmt_shape
+from . import conv_c
 from .elementwise import identity
 from .reduce import mean
 from .registry import OPAQUE, OpDef, apply, register
@@ -301,7 +302,8 @@ def _grad_weight_one_gemm(xp, x, g, ref, stride, padding, dilation, out):
 register(OpDef(
     "conv2d", OPAQUE, _conv_infer, _conv_kernel,
     lambda g, o, x, w, **a: (apply("conv2d_grad_input", g, w, x, **a), apply("conv2d_grad_weight", x, g, w, **a)),
-    takes_out=True, doc="2-D cross-correlation of NCHW images with OIHW weights (im2col + one batched GEMM).",
+    takes_out=True, c_kernel=conv_c.conv2d,
+    doc="2-D cross-correlation of NCHW images with OIHW weights (im2col + one batched GEMM).",
 ))  # fmt: skip
 register(OpDef(
     "conv2d_grad_input", OPAQUE, _conv_grad_input_infer, _conv_grad_input_kernel,
@@ -487,8 +489,8 @@ def _pool_grad_infer(x: TensorType, g: TensorType, kernel, stride, padding) -> T
 
 
 register(OpDef("max_pool2d", OPAQUE, _pool_infer, _max_pool_kernel,
-               lambda g, o, x, **a: (apply("max_pool2d_grad", x, g, **a),),
-               takes_out=True, doc="Maximum over each window (padding counts as -inf)."))  # fmt: skip
+               lambda g, o, x, **a: (apply("max_pool2d_grad", x, g, **a),), takes_out=True,
+               c_kernel=conv_c.pool2d("max"), doc="Maximum over each window (padding counts as -inf)."))  # fmt: skip
 register(OpDef(
     "max_pool2d_grad", OPAQUE, _pool_grad_infer, _max_pool_grad_kernel,
     lambda G, o, x, g, **a: (None, apply("max_pool2d_gather", x, G, **a)), nograd_inputs=(0,),
@@ -508,8 +510,9 @@ register(OpDef(
     takes_out=True, nograd_inputs=(0,), doc="v at the argmax of each window of x: the transpose of max_pool2d_grad.",
 ))  # fmt: skip
 register(OpDef("avg_pool2d", OPAQUE, _pool_infer, _avg_pool_kernel,
-               lambda g, o, x, **a: (apply("avg_pool2d_grad", g, x, **a),),
-               takes_out=True, doc="Mean over each window (zero padding counts: count_include_pad=True)."))  # fmt: skip
+               lambda g, o, x, **a: (apply("avg_pool2d_grad", g, x, **a),), takes_out=True,
+               c_kernel=conv_c.pool2d("avg"),
+               doc="Mean over each window (zero padding counts: count_include_pad=True)."))  # fmt: skip
 register(OpDef(
     "avg_pool2d_grad", OPAQUE, lambda g, ref, **a: _pool_grad_infer(ref, g, **a), _avg_pool_grad_kernel,
     lambda G, o, g, ref, **a: (apply("avg_pool2d", G, **a), None), nograd_inputs=(1,),

@@ -43,6 +43,8 @@ class OpDef:
         bodies once per bound node); backends call it instead of binding ``kernel`` to attributes.
     body_types(*input_types, **attrs) -> {attribute: parameter types} for ops holding Subgraphs,
         so that specialization can give each body the static types its node feeds it.
+    c_kernel(name, in_types, out_type, **attrs) -> ops.ckernel.CFunction, or a str saying why
+        there is none for these types: the op as C, for the native CPU tier.
     """
 
     name: str
@@ -60,6 +62,7 @@ class OpDef:
     bind: Callable[..., Any] | None = None
     body_types: Callable[..., dict] | None = None
     takes_out: bool = False  # an opaque kernel that also accepts out= (conv2d, pooling)
+    c_kernel: Callable[..., Any] | None = None
 
     @property
     def writes_inplace(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..ir.types import fmt_shape
 from ..ops.fused import body_text
+from ..ops.registry import REGISTRY
 
 
 def _kb(n: int) -> str:
@@ -42,11 +43,11 @@ def _plan(fn, signature, plan, reports, names, timings: bool) -> dict:
             if n.op == "fused_matmul":  # body input 0 is the GEMM's result
                 operands = [f"(%{n.inputs[0].name} @ %{n.inputs[1].name})", *operands[2:]]
             k["expression"] = body_text(n.attrs["body"], len(operands), operands)
-            if why_not_native is not None:
-                why = None if getattr(s.kernel, "native", False) else why_not_native(n, fn.native)
-                k["runs"] = "NumPy" if why else "C"
-                if why:
-                    k["why_not_c"] = why
+        if why_not_native is not None and ("body" in n.attrs or REGISTRY[n.op].c_kernel is not None):
+            why = None if getattr(s.kernel, "native", False) else why_not_native(n, fn.native)
+            k["runs"] = "NumPy" if why else "C"
+            if why:
+                k["why_not_c"] = why
         if s.out_buffer is not None:
             k["buffer"] = plan.arena_layout[s.out_buffer][0]
         if s.out_variable is not None:

@@ -1,0 +1,160 @@
+"""C kernels of the convolution and pooling ops (ops/conv.py), for the native CPU tier.
+
+Each takes the static types and attributes of one node and returns the C text of a function over
+rows of the output (ops/ckernel.py): images for conv2d, (image, channel) planes for pooling.
+Geometry is baked in as constants, and so are the bounds checks: a window that can leave the image
+(padding) is checked tap by tap, one that cannot is not.
+"""
+
+from __future__ import annotations
+
+from .ckernel import CFunction, float_ctype
+
+TILE = 4  # output pixels per register tile of conv2d: each weight vector load feeds TILE FMAs
+# Direct convolution keeps a group's weights in L1/L2 and its accumulators in registers; bigger
+# layers are faster as im2col + one BLAS GEMM (the NumPy kernel).
+CONV_MAX_OUT_CHANNELS = 64
+CONV_MAX_TAPS = 1024  # input channels per group x kernel height x kernel width
+
+
+def _valid_range(k: int, stride: int, dilation: int, pad: int, size: int, out: int) -> tuple[int, int]:
+    """The output positions [lo, hi) whose tap ``k`` lands inside the input (0 <= pos*s + k*d - pad < size)."""
+    off = k * dilation - pad
+    lo = max(0, -(off // stride)) if off < 0 else 0
+    while lo < out and lo * stride + off < 0:
+        lo += 1
+    hi = out
+    while hi > lo and (hi - 1) * stride + off >= size:
+        hi -= 1
+    return lo, hi
+
+
+def conv2d(name, in_types, out_type, stride, padding, dilation, groups):
+    """Direct convolution: for each output pixel, the output channels of its group as one vector
+    (weights re-laid [group][c][ky][kx][o] once per call), TILE pixels at a time."""
+    x, w = in_types
+    ct = float_ctype(x, w, out_type)
+    if ct is None:
+        return f"dtype {x.dtype}"
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    og = o // groups
+    if og > CONV_MAX_OUT_CHANNELS or cg * kh * kw > CONV_MAX_TAPS:
+        return "a large layer (im2col + BLAS is faster)"
+    _, _, ho, wo = out_type.shape
+    (sh, sw), ((pt, _), (pl, _)), (dh, dw) = stride, padding, dilation
+    rows_checked = any(_valid_range(ky, sh, dh, pt, h, ho) != (0, ho) for ky in range(kh))
+    cols = [_valid_range(kx, sw, dw, pl, wd, wo) for kx in range(kw)]
+    cols_checked = any(r != (0, wo) for r in cols)
+    size = o * cg * kh * kw
+
+    def tile(t: int) -> list[str]:
+        """The loop body computing pixels ox .. ox + t - 1 of output row oy."""
+        lines = [f"{ct} acc[{t}][{og}];", f"for (int64_t i = 0; i < {t * og}; i++) (&acc[0][0])[i] = 0;"]
+        lines.append(f"for (int64_t ch = 0; ch < {cg}; ch++) {{")
+        lines.append(f"  for (int64_t ky = 0; ky < {kh}; ky++) {{")
+        lines.append(f"    const int64_t iy = oy * {sh} + ky * {dh} - {pt};")
+        if rows_checked:
+            lines.append(f"    if (iy < 0 || iy >= {h}) continue;")
+        lines.append(f"    const {ct} *row = x + ((n * {c} + g * {cg} + ch) * {h} + iy) * {wd};")
+        lines.append(f"    const {ct} *wk = wt + ((g * {cg} + ch) * {kh} + ky) * {kw * og};")
+        lines.append(f"    for (int64_t kx = 0; kx < {kw}; kx++, wk += {og}) {{")
+        for i in range(t):
+            lines.append(f"      const int64_t ix{i} = (ox + {i}) * {sw} + kx * {dw} - {pl};")
+            check = f"ix{i} >= 0 && ix{i} < {wd} ? row[ix{i}] : 0" if cols_checked else f"row[ix{i}]"
+            lines.append(f"      const {ct} v{i} = {check};")
+        lines.append("      #pragma omp simd")
+        lines.append(f"      for (int64_t k = 0; k < {og}; k++) {{")
+        lines.extend(f"        acc[{i}][k] = MADD(wk[k], v{i}, acc[{i}][k]);" for i in range(t))
+        lines.append("      }")
+        lines += ["    }", "  }", "}"]
+        lines.append(f"for (int64_t k = 0; k < {og}; k++) {{")
+        lines.append(f"  {ct} *dst = y + ((n * {o} + g * {og} + k) * {ho} + oy) * {wo} + ox;")
+        lines.extend(f"  dst[{i}] = acc[{i}][k];" for i in range(t))
+        lines.append("}")
+        return lines
+
+    body = "\n".join("            " + line for line in tile(TILE))
+    tail = "\n".join("            " + line for line in tile(wo % TILE)) if wo % TILE else ""
+    source = f"""
+#include <stdlib.h>
+#ifndef MADD  /* one rounding per tap where the CPU has FMA, as BLAS does */
+#ifdef __FMA__
+#define MADD(a, b, c) fma(a, b, c)
+#else
+#define MADD(a, b, c) ((a) * (b) + (c))
+#endif
+#endif
+void {name}(char **p, int64_t lo, int64_t hi) {{
+    const {ct} *x = (const {ct} *)p[0], *w = (const {ct} *)p[1];
+    {ct} *y = ({ct} *)p[2];
+    {ct} *wt = ({ct} *)malloc({size} * sizeof({ct}));
+    if (!wt) return;
+    for (int64_t g = 0; g < {groups}; g++)
+        for (int64_t k = 0; k < {og}; k++)
+            for (int64_t t = 0; t < {cg * kh * kw}; t++)
+                wt[(g * {cg * kh * kw} + t) * {og} + k] = w[(g * {og} + k) * {cg * kh * kw} + t];
+    for (int64_t n = lo; n < hi; n++)
+    for (int64_t g = 0; g < {groups}; g++)
+    for (int64_t oy = 0; oy < {ho}; oy++) {{
+        int64_t ox = 0;
+        for (; ox + {TILE} <= {wo}; ox += {TILE}) {{
+{body}
+        }}
+        if (ox < {wo}) {{  /* the last {wo % TILE} pixels */
+{tail}
+        }}
+    }}
+    free(wt);
+}}
+"""
+    return CFunction(source, n, o * ho * wo, work=o * ho * wo * cg * kh * kw)
+
+
+def pool2d(kind: str):
+    """max_pool2d or avg_pool2d over each (image, channel) plane; one output row at a time, each
+    tap a vector pass over the row. Sums in NumPy's tap order, so results match it bit for bit."""
+
+    def c_kernel(name, in_types, out_type, kernel, stride, padding):
+        (x,) = in_types
+        ct = float_ctype(x, out_type)
+        if ct is None:
+            return f"dtype {x.dtype}"
+        n, c, h, wd = x.shape
+        _, _, ho, wo = out_type.shape
+        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+        start = "-INFINITY" if kind == "max" else "0"
+        step = "max(m[ox], v)" if kind == "max" else "m[ox] + v"
+        taps = []
+        for ky in range(kh):
+            lo, hi = _valid_range(ky, sh, 1, ph, h, ho)
+            taps.append(f"        if (oy >= {lo} && oy < {hi}) {{")
+            taps.append(f"            const {ct} *row = in + (oy * {sh} + {ky - ph}) * {wd};")
+            for kx in range(kw):
+                clo, chi = _valid_range(kx, sw, 1, pw, wd, wo)
+                taps.append("            #pragma omp simd")
+                taps.append(f"            for (int64_t ox = {clo}; ox < {chi}; ox++) {{")
+                taps.append(f"                const {ct} v = row[ox * {sw} + {kx - pw}];")
+                taps.append(f"                m[ox] = {step};")
+                taps.append("            }")
+            taps.append("        }")
+        finish = "m[ox]" if kind == "max" else f"m[ox] * ({ct})(1.0 / {kh * kw})"
+        taps_text = "\n".join(taps)
+        source = f"""
+void {name}(char **p, int64_t lo, int64_t hi) {{
+    const {ct} *x = (const {ct} *)p[0];
+    {ct} *y = ({ct} *)p[1];
+    for (int64_t r = lo; r < hi; r++) {{
+    const {ct} *in = x + r * {h * wd};
+    for (int64_t oy = 0; oy < {ho}; oy++) {{
+        {ct} m[{wo}];
+        for (int64_t ox = 0; ox < {wo}; ox++) m[ox] = {start};
+{taps_text}
+        for (int64_t ox = 0; ox < {wo}; ox++) y[(r * {ho} + oy) * {wo} + ox] = {finish};
+    }}
+    }}
+}}
+"""
+        return CFunction(source, n * c, ho * wo, work=ho * wo * kh * kw)
+
+    return c_kernel
