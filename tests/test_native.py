@@ -263,6 +263,78 @@ def test_pooling_in_c_matches_numpy_bit_for_bit(geometry, kind):
     assert step.kernel.numpy is None
 
 
+REDUCTIONS = {  # shape, axis
+    "rows into a vector (a bias gradient)": ((128, 256), 0),
+    "along memory": ((64, 300), 1),
+    "everything": ((40, 30), None),
+    "middle axes": ((3, 4, 5, 6), (1, 2)),
+    "size-1 dims between": ((6, 1, 7), (0, 1)),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("op", ["sum", "max", "min"])
+@pytest.mark.parametrize("case", list(REDUCTIONS))
+def test_reductions_in_c(case, op, dtype):
+    """Rows added into the output are NumPy's result bit for bit; sums along memory accumulate in
+    double for float32 (at least as accurate as NumPy's pairwise sum)."""
+    shape, axis = REDUCTIONS[case]
+    xv = np.random.default_rng(9).standard_normal(shape).astype(dtype)
+    with gc.Graph():
+        x = gc.placeholder(shape, dtype, name="x")
+        fc, fnp = both(getattr(gc, op)(x, axis=axis, keepdims=True))
+    (step,) = fc.plan.steps
+    assert isinstance(step.kernel, native.NativeKernel), fc.explain()
+    got, want = fc(x=xv), fnp(x=xv)
+    if op != "sum" or case.startswith("rows"):
+        np.testing.assert_array_equal(got, want)
+    else:
+        exact = getattr(np, op)(xv.astype(np.float64), axis=axis, keepdims=True)
+        assert np.abs(got - exact).max() <= np.abs(want - exact).max() + 4 * np.finfo(dtype).eps * np.abs(exact).max()
+
+
+def test_reductions_c_does_not_take():
+    with gc.Graph():
+        x = gc.placeholder((3, 4, 5), "float32", name="x")
+        i = gc.placeholder((3, 4), "int64", name="i")
+        fn = gc.compile([gc.sum(x, axis=(0, 2)), gc.max(i, axis=0)])
+    text = fn.explain()
+    assert "[NumPy: reduced axes that are not adjacent]" in text and "[NumPy: dtype int64]" in text
+    got = fn(x=np.ones((3, 4, 5), np.float32), i=np.arange(12).reshape(3, 4))
+    np.testing.assert_array_equal(got[0], np.full(4, 15.0)) and np.testing.assert_array_equal(got[1], [8, 9, 10, 11])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_softmax_family_in_c(dtype):
+    rng = np.random.default_rng(10)
+    logits = (rng.standard_normal((64, 10)) * 5).astype(dtype)
+    logits[3, 4] = 1e4 if dtype == "float64" else 80.0  # a confident row: no overflow
+    labels = rng.integers(0, 10, 64)
+    with gc.Graph():
+        z = gc.placeholder((64, 10), dtype, name="z")
+        t = gc.placeholder((64,), "int64", name="t")
+        outs = [gc.softmax(z), gc.log_softmax(z), gc.softmax_cross_entropy(z, t),
+                apply("softmax_cross_entropy_grad", z, t)]  # fmt: skip
+        fc, fnp = both(outs)
+    assert all(isinstance(s.kernel, native.NativeKernel) for s in fc.plan.steps), fc.explain()
+    tol = {"float32": 2e-6, "float64": 1e-14}[dtype]
+    for got, want in zip(fc(z=logits, t=labels), fnp(z=logits, t=labels)):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    assert all(s.kernel.numpy is None for s in fc.plan.steps)
+
+
+def test_a_label_out_of_range_is_the_numpy_kernels_error():
+    """The C kernel declines (before writing) and NumPy's kernel names the problem."""
+    with gc.Graph():
+        z = gc.placeholder((4, 3), "float32", name="z")
+        t = gc.placeholder((4,), "int64", name="t")
+        fn = gc.compile(gc.softmax_cross_entropy(z, t, name="xent"))
+    assert isinstance(fn.plan.steps[0].kernel, native.NativeKernel)
+    with pytest.raises(gc.GraphcError, match=r"xent.*labels must lie in \[0, 3\)"):
+        fn(z=np.zeros((4, 3), np.float32), t=np.array([0, 1, 3, 2]))
+    np.testing.assert_allclose(fn(z=np.zeros((4, 3), np.float32), t=np.array([0, 1, 2, 2])), np.log(3), rtol=1e-6)
+
+
 def test_in_place_into_an_input_buffer():
     """The memory plan lets the C kernel write over a buffer it reads element for element."""
     rng = np.random.default_rng(3)

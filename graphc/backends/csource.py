@@ -1,6 +1,6 @@
 """C source for fused nodes: a body's scalar expression inside a loop nest over its output.
 
-Takes a fused node with static shapes and returns a C function ``void NAME(char **p, int64_t lo,
+Takes a fused node with static shapes and returns a C function ``int NAME(char **p, int64_t lo,
 int64_t hi)`` computing rows [lo, hi) of the output (elements, when the loop nest is flat) from
 the pointers ``p`` (inputs, then the output, all C-contiguous). Every op contributes its ``expr``
 template (OpDef.expr); broadcasting is baked in as constant strides. Backend-neutral C: the native
@@ -121,11 +121,11 @@ def expression(body, args: list[str], out_ctype: str) -> list[str]:
 
 
 def kernel_source(name: str, body, in_dtypes, out_dtype, loop: Loop) -> str:
-    """``void name(char **p, int64_t lo, int64_t hi)``: rows [lo, hi) of the output (no restrict:
+    """``int name(char **p, int64_t lo, int64_t hi)``: rows [lo, hi) of the output (no restrict:
     the output may be one of the inputs, element for element, which a SIMD loop keeps correct)."""
     n_in = len(in_dtypes)
     out_ctype = C_TYPES[np.dtype(out_dtype)]
-    lines = [f"void {name}(char **p, int64_t lo, int64_t hi) {{"]
+    lines = [f"int {name}(char **p, int64_t lo, int64_t hi) {{"]
     for j, d in enumerate(in_dtypes):
         lines.append(f"    const {C_TYPES[np.dtype(d)]} *x{j} = (const {C_TYPES[np.dtype(d)]} *)p[{j}];")
     lines.append(f"    {out_ctype} *y = ({out_ctype} *)p[{n_in}];")
@@ -151,6 +151,7 @@ def kernel_source(name: str, body, in_dtypes, out_dtype, loop: Loop) -> str:
     lines.append(f"{pad}y[{offset(loop.strides[-1])}] = result;")
     for k in reversed(range(max(rank, 1))):
         lines.append("    " * (k + 1) + "}")
+    lines.append("    return 0;")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

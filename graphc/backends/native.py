@@ -45,7 +45,6 @@ FLAGS = ("-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-ffp-
          "-fPIC", "-shared")  # fmt: skip
 # Tried in order: vector math (glibc's libmvec) on this CPU's instruction set, then portable C.
 VARIANTS = ((("-march=native",), ("-lmvec", "-lm"), True), ((), ("-lm",), False))
-_FORMATS = {np.dtype("float32"): "f", np.dtype("float64"): "d", np.dtype("bool"): "?"}
 
 
 def cache_dir() -> Path:
@@ -198,7 +197,9 @@ GLUE = r"""#define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 
-typedef void (*kernel_fn)(char **p, int64_t lo, int64_t hi);
+/* 0: done; else the kernel declined these values (before writing anything): NumPy runs the call,
+   and raises the error it finds (a label out of range). */
+typedef int (*kernel_fn)(char **p, int64_t lo, int64_t hi);
 
 typedef struct {
     kernel_fn fn;
@@ -253,14 +254,16 @@ static PyObject *call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     Py_buffer v[k->n];
     char *p[k->n];
     if (!grab(k, args, v, p)) Py_RETURN_NOTIMPLEMENTED;
+    int declined;
     if ((hi - lo) * k->row_size >= k->gil_min) {
         Py_BEGIN_ALLOW_THREADS
-        k->fn(p, lo, hi);
+        declined = k->fn(p, lo, hi);
         Py_END_ALLOW_THREADS
     } else {
-        k->fn(p, lo, hi);
+        declined = k->fn(p, lo, hi);
     }
     release(v, k->n);
+    if (declined) Py_RETURN_NOTIMPLEMENTED;
     Py_RETURN_NONE;
 }
 
@@ -314,6 +317,11 @@ PyMODINIT_FUNC PyInit_MODULE(void) { return PyModule_Create(&def); }
 """
 
 
+def _format(dtype) -> str:
+    """The buffer-protocol format NumPy gives arrays of ``dtype`` ("f", "d", "?", "l" ...)."""
+    return memoryview(np.empty(0, dtype)).format
+
+
 class Spec:
     """One node as a C kernel: its C function and the sizes and formats of its operands."""
 
@@ -324,7 +332,7 @@ class Spec:
         in_types, self.function = csource.function(node, name)
         types = (*in_types, node.types[0])
         self.lens = tuple(math.prod(t.shape) * t.dtype.itemsize for t in types)
-        self.formats = "".join(_FORMATS[t.dtype] for t in types)
+        self.formats = "".join(_format(t.dtype) for t in types)
 
 
 def module_source(specs: list[Spec]) -> str:
@@ -357,6 +365,7 @@ class NativeKernel:
         self.ranges = [(lo, min(rows, lo + per)) for lo in range(0, rows, per)] or [(0, rows)]
 
     def __call__(self, *arrays, out=None):
+        planned = out is not None  # (ops whose NumPy kernel takes no out= are never given one)
         if out is None:
             out = np.empty(self.shape, self.dtype)
         args = arrays
@@ -380,5 +389,5 @@ class NativeKernel:
         if done is NotImplemented:  # (every range checks the same arrays, so all said so)
             if self.numpy is None:
                 self.numpy = self.fallback()
-            return self.numpy(*arrays, out=out)
+            return self.numpy(*arrays, out=out) if planned else self.numpy(*arrays)
         return out

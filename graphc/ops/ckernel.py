@@ -1,10 +1,12 @@
 """What an op's C kernel is: a C function over rows of its output, for the native CPU tier.
 
 An op's ``c_kernel(name, in_types, out_type, **attrs)`` returns a ``CFunction`` holding the text
-of ``void name(char **p, int64_t lo, int64_t hi)``: ``p`` points at the inputs then the output,
+of ``int name(char **p, int64_t lo, int64_t hi)``: ``p`` points at the inputs then the output,
 all C-contiguous with the given static types, and the call computes rows [lo, hi) of ``rows``
-(images, planes, ...), so that the backend can split them over threads. Or it returns why these
-types or attributes have no C kernel. backends/native.py compiles and calls them.
+(images, planes, ...), so that the backend can split them over threads. It returns 0, or nonzero
+to decline values it cannot handle (a label out of range) before writing anything: the NumPy
+kernel then runs the call and raises its error. Or ``c_kernel`` returns why these types or
+attributes have no C kernel. backends/native.py compiles and calls them.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# The element types C kernels handle. NumPy's bool is one byte holding 0 or 1.
+# The element types of fused C kernels. NumPy's bool is one byte holding 0 or 1.
 C_TYPES = {np.dtype("float32"): "float", np.dtype("float64"): "double", np.dtype("bool"): "unsigned char"}
+# Integer types that ops' C kernels read as indices (labels); fused kernels never compute in them.
+INDEX_TYPES = {np.dtype("int64"): "int64_t", np.dtype("int32"): "int32_t"}
 
 
 @dataclass(frozen=True)

@@ -85,11 +85,11 @@ def conv2d(name, in_types, out_type, stride, padding, dilation, groups):
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 #endif
-void {name}(char **p, int64_t lo, int64_t hi) {{
+int {name}(char **p, int64_t lo, int64_t hi) {{
     const {ct} *x = (const {ct} *)p[0], *w = (const {ct} *)p[1];
     {ct} *y = ({ct} *)p[2];
     {ct} *wt = ({ct} *)malloc({size} * sizeof({ct}));
-    if (!wt) return;
+    if (!wt) return 1;
     for (int64_t g = 0; g < {groups}; g++)
         for (int64_t k = 0; k < {og}; k++)
             for (int64_t t = 0; t < {cg * kh * kw}; t++)
@@ -106,6 +106,7 @@ void {name}(char **p, int64_t lo, int64_t hi) {{
         }}
     }}
     free(wt);
+    return 0;
 }}
 """
     return CFunction(source, n, o * ho * wo, work=o * ho * wo * cg * kh * kw)
@@ -141,7 +142,7 @@ def pool2d(kind: str):
         finish = "m[ox]" if kind == "max" else f"m[ox] * ({ct})(1.0 / {kh * kw})"
         taps_text = "\n".join(taps)
         source = f"""
-void {name}(char **p, int64_t lo, int64_t hi) {{
+int {name}(char **p, int64_t lo, int64_t hi) {{
     const {ct} *x = (const {ct} *)p[0];
     {ct} *y = ({ct} *)p[1];
     for (int64_t r = lo; r < hi; r++) {{
@@ -153,6 +154,7 @@ void {name}(char **p, int64_t lo, int64_t hi) {{
         for (int64_t ox = 0; ox < {wo}; ox++) y[(r * {ho} + oy) * {wo} + ox] = {finish};
     }}
     }}
+    return 0;
 }}
 """
         return CFunction(source, n * c, ho * wo, work=ho * wo * kh * kw)

@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import DTypeError, GraphError, ShapeError
 from ..ir import Tensor, TensorType
 from ..ir.types import fmt_shape, normalize_axes
+from . import rows_c
 from .elementwise import cast, erf, exp, identity, maximum, reciprocal, sqrt, stop_gradient, tanh, where
 from .reduce import _count, mean, sum
 from .registry import OPAQUE, OpDef, apply, register
@@ -41,10 +42,10 @@ def _softmax_vjp(g, o, axis):
 
 
 register(OpDef("softmax", OPAQUE, _float_same, _softmax_kernel,
-               lambda g, o, x, axis: (_softmax_vjp(g, o, axis),),
+               lambda g, o, x, axis: (_softmax_vjp(g, o, axis),), c_kernel=rows_c.softmax,
                doc="exp(x) / sum(exp(x)) along axis, computed stably."))  # fmt: skip
 register(OpDef("log_softmax", OPAQUE, _float_same, _log_softmax_kernel,
-               lambda g, o, x, axis: (g - exp(o) * sum(g, axis, keepdims=True),),
+               lambda g, o, x, axis: (g - exp(o) * sum(g, axis, keepdims=True),), c_kernel=rows_c.log_softmax,
                doc="x - logsumexp(x) along axis, computed stably."))  # fmt: skip
 
 
@@ -107,13 +108,14 @@ def _xent_grad_kernel(xp, logits, labels):
 register(OpDef(
     "softmax_cross_entropy", OPAQUE, _xent_infer, _xent_kernel,
     lambda g, o, logits, labels: (expand_dims(g, -1) * apply("softmax_cross_entropy_grad", logits, labels), None),
-    nograd_inputs=(1,), doc="Per-example -log softmax(logits)[label], computed stably.",
+    nograd_inputs=(1,), c_kernel=rows_c.cross_entropy(grad=False),
+    doc="Per-example -log softmax(logits)[label], computed stably.",
 ))  # fmt: skip
 register(OpDef(
     "softmax_cross_entropy_grad", OPAQUE, lambda logits, labels: _xent_infer(logits, labels) and logits,
     _xent_grad_kernel,
     lambda g, o, logits, labels: (_softmax_vjp(g, apply("softmax", logits, axis=logits.ndim - 1), -1), None),
-    nograd_inputs=(1,),
+    nograd_inputs=(1,), c_kernel=rows_c.cross_entropy(grad=True),
     doc="softmax(logits) - one_hot(labels): the gradient of softmax_cross_entropy by its logits, one kernel.",
 ))  # fmt: skip
 

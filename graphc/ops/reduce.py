@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..ir import Tensor, TensorType
 from ..ir.types import normalize_axes
+from . import rows_c
 from .elementwise import cast, equal, exp, reciprocal, stop_gradient, where
 from .registry import REDUCE, SHAPE, OpDef, apply, register
 from .shape import broadcast_like, expand_dims
@@ -112,16 +113,16 @@ def _prod_grad(g, o, x, axes, keepdims):
 # ``ufunc`` names the binary ufunc whose ``.reduce`` computes a reduction: fused kernels use it
 # to fold a trailing reduction into the elementwise cluster that feeds it.
 sum = _reduction("sum", np.sum, lambda g, o, x, axes, keepdims: (_back(g, x, axes, keepdims),),  # noqa: A001
-                 "Sum of elements over the given axes.", ufunc="add")  # fmt: skip
+                 "Sum of elements over the given axes.", ufunc="add", c_kernel=rows_c.reduction("add"))  # fmt: skip
 mean = _reduction(
     "mean", np.mean,
     lambda g, o, x, axes, keepdims: (_back(g * _inverse_count(x, axes), x, axes, keepdims),),
     "Mean of elements over the given axes.",
 )  # fmt: skip
 max = _reduction("max", np.max, _max_grad, "Maximum over axes; ties share the gradient equally.",  # noqa: A001
-                 ufunc="maximum")  # fmt: skip
+                 ufunc="maximum", c_kernel=rows_c.reduction("maximum"))  # fmt: skip
 min = _reduction("min", np.min, _max_grad, "Minimum over axes; ties share the gradient equally.",  # noqa: A001
-                 ufunc="minimum")  # fmt: skip
+                 ufunc="minimum", c_kernel=rows_c.reduction("minimum"))  # fmt: skip
 prod = _reduction("prod", np.prod, _prod_grad, "Product of elements over the given axes.", ufunc="multiply")
 
 
