@@ -335,6 +335,36 @@ def test_a_label_out_of_range_is_the_numpy_kernels_error():
     np.testing.assert_allclose(fn(z=np.zeros((4, 3), np.float32), t=np.array([0, 1, 2, 2])), np.log(3), rtol=1e-6)
 
 
+SMALL_GEMMS = {  # a shape, b shape, transpose_a, transpose_b, epilogue
+    "batch 1, bias, relu": ((1, 83), (83, 40), False, False, lambda z, c: gc.relu(z + c)),
+    "3 rows, transposed b": ((3, 30), (17, 30), False, True, lambda z, c: gc.tanh(z) * c),
+    "transposed a": ((21, 5), (21, 9), True, False, lambda z, c: z - c),
+    "both transposed, a column": ((6, 8), (11, 6), True, True, lambda z, c: z * gc.reshape(c[:8], (8, 1))),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", list(SMALL_GEMMS))
+def test_a_product_of_few_rows_is_computed_in_c(case, dtype):
+    """Batch-1 inference: the GEMM of a fused matmul with at most SMALL_GEMM_ROWS rows runs in C
+    with its epilogue (no NumPy call); either operand may be transposed, K need not divide by 4."""
+    ash, bsh, ta, tb, epilogue = SMALL_GEMMS[case]
+    rng = np.random.default_rng(11)
+    av, bv = rng.standard_normal(ash).astype(dtype), rng.standard_normal(bsh).astype(dtype)
+    n = bsh[0] if tb else bsh[1]
+    cv = rng.standard_normal(n).astype(dtype)  # (the column case reads its first 8)
+    with gc.Graph():
+        a, b = gc.placeholder(ash, dtype, name="a"), gc.placeholder(bsh, dtype, name="b")
+        c = gc.placeholder(cv.shape, dtype, name="c")
+        fc, fnp = both(epilogue(gc.matmul(a, b, transpose_a=ta, transpose_b=tb), c))
+    (step,) = [s for s in fc.plan.steps if s.node.op == "fused_matmul"]
+    assert isinstance(step.kernel, native.NativeKernel) and not step.kernel.matmul, fc.explain()
+    got, want = fc(a=av, b=bv, c=cv), fnp(a=av, b=bv, c=cv)
+    tol = {"float32": 1e-5, "float64": 1e-13}[dtype]
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    assert step.kernel.numpy is None
+
+
 def test_in_place_into_an_input_buffer():
     """The memory plan lets the C kernel write over a buffer it reads element for element."""
     rng = np.random.default_rng(3)
@@ -414,6 +444,33 @@ def test_the_c_function_checks_its_arguments():
         kernel.fn(ok, out, 0, 96)
 
 
+def test_the_plan_calls_the_c_entry_point_directly():
+    """A one-thread kernel is called by the generated code as a C function taking out= (allocating
+    when none is planned), which hands calls it does not take to the NumPy kernel."""
+    with gc.Graph():
+        x = gc.placeholder((96, 80), "float32", name="x")
+        fc, _ = both(gc.exp(x) * 2.0)
+    kernel = native_kernel(fc)
+    assert kernel.direct is not None and kernel.direct.__name__ == "kernel"
+    whole, two = kernel.direct, np.float32(2.0)
+    ok = np.linspace(-1, 1, 96 * 80, dtype=np.float32).reshape(96, 80)
+    want = np.exp(ok) * 2
+    got = whole(ok, two)  # allocates
+    assert got.shape == (96, 80) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    out = np.zeros((96, 80), np.float32)
+    assert whole(ok, two, out=out) is out
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+    assert kernel.numpy is None
+    view = np.asfortranarray(ok)  # not C-contiguous: the NumPy kernel runs it
+    np.testing.assert_allclose(whole(view, two, out=out), want, rtol=1e-6)
+    assert kernel.numpy is not None
+    with pytest.raises(TypeError, match="expected 2 inputs and out="):
+        whole(ok, two, output=out)
+    with pytest.raises(TypeError, match="expected 2 inputs and out="):
+        whole(ok)
+
+
 def test_calls_from_many_threads_at_once(monkeypatch):
     monkeypatch.setenv("GRAPHC_NUM_THREADS", "2")
     monkeypatch.setattr(native, "NATIVE_PARALLEL_MIN", 1 << 16)
@@ -479,7 +536,7 @@ def test_kernels_are_built_once_then_loaded_from_the_cache(tmp_path, monkeypatch
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
     first = native.Toolchain()
     assert first.unavailable is None
-    (k,) = first.kernels(_specs())
+    ((k, _),) = first.kernels(_specs(), [native.NumpyFallback(None)])
     x, out = np.linspace(-1, 1, 96 * 80, dtype=np.float32).reshape(96, 80), np.empty((96, 80), np.float32)
     assert k(x, out, 0, 96 * 80) is None
     np.testing.assert_allclose(out, -np.exp(x), rtol=1e-6)
@@ -494,7 +551,7 @@ def test_kernels_are_built_once_then_loaded_from_the_cache(tmp_path, monkeypatch
         raise AssertionError("the compiler ran although the module was cached")
 
     monkeypatch.setattr(subprocess, "run", no_compiler)
-    (k,) = second.kernels(_specs())
+    ((k, _),) = second.kernels(_specs(), [native.NumpyFallback(None)])
     out[...] = 0
     assert k(x, out, 0, 96 * 80) is None
     np.testing.assert_allclose(out, -np.exp(x), rtol=1e-6)

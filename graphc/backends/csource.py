@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ops.ckernel import C_TYPES, CFunction
-from ..ops.registry import REGISTRY
+from ..ops.registry import ELEMENTWISE, REGISTRY
 
 # What the op templates need beyond C's <tgmath.h>: NumPy's maximum/minimum propagate NaN (C's
 # fmax does not); sign keeps NaN and zeros.
@@ -25,6 +25,13 @@ PRELUDE = r"""#include <stdint.h>
 #define max(a, b) __extension__({ __typeof__((a) + (b)) a_ = (a), b_ = (b); (a_ != a_ || a_ > b_) ? a_ : b_; })
 #define min(a, b) __extension__({ __typeof__((a) + (b)) a_ = (a), b_ = (b); (a_ != a_ || a_ < b_) ? a_ : b_; })
 #define sign(a) __extension__({ __typeof__(a) s_ = (a); (__typeof__(a))(s_ > 0 ? 1 : s_ < 0 ? -1 : s_); })
+/* a * b + c for the products of matmul and convolution kernels: one rounding where the CPU has
+   FMA, as BLAS does (elementwise bodies never use it: they round as NumPy does) */
+#ifdef __FMA__
+#define MADD(a, b, c) fma(a, b, c)
+#else
+#define MADD(a, b, c) ((a) * (b) + (c))
+#endif
 """
 
 # Math functions used by op templates that glibc's libmvec has vector versions of (single and
@@ -47,7 +54,7 @@ def supports(node) -> str | None:
     """None when ``node`` can run as C, else why not (for explain)."""
     if not all(t.type.is_static for t in node.inputs) or not all(t.is_static for t in node.types):
         return "a dim known only at run time"
-    if node.op not in ("fused_elementwise", "fused_matmul"):
+    if node.op not in ("fused_elementwise", "fused_matmul") and not _elementwise(node):
         opdef = REGISTRY[node.op]
         if opdef.c_kernel is None:
             return "no C kernel"
@@ -58,7 +65,7 @@ def supports(node) -> str | None:
     for t in node.inputs[2:] if node.op == "fused_matmul" else node.inputs:
         if t.type.dtype not in C_TYPES:
             return f"input dtype {t.type.dtype}"
-    for op, _args, _attrs, dtype in node.attrs["body"]:
+    for op, _args, _attrs, dtype in body_of(node):
         if REGISTRY[op].expr is None:
             return f"{op} has no C expression"
         if np.dtype(dtype) not in C_TYPES:
@@ -83,25 +90,28 @@ class Loop:
         return math.prod(self.dims[1:])
 
 
+def strides(shape, out_shape) -> list[int]:
+    """A C-contiguous operand's stride in elements along each output dim (0 where it broadcasts)."""
+    rank = len(out_shape)
+    aligned = (1,) * (rank - len(shape)) + tuple(shape)
+    contiguous = [math.prod(aligned[k + 1 :]) for k in range(rank)]
+    return [contiguous[k] if aligned[k] == out_shape[k] != 1 else 0 for k in range(rank)]
+
+
 def loop_nest(in_shapes, out_shape) -> Loop:
     """Merge the output's dims where every operand is contiguous across them (a bias added to a
     (N, C) array stays 2-D; two arrays of one shape become one flat loop); drop dims of size 1."""
-    rank = len(out_shape)
-    operands = []
-    for shape in (*in_shapes, out_shape):
-        aligned = (1,) * (rank - len(shape)) + tuple(shape)
-        contiguous = [math.prod(aligned[k + 1 :]) for k in range(rank)]
-        operands.append([contiguous[k] if aligned[k] == out_shape[k] != 1 else 0 for k in range(rank)])
+    operands = [strides(shape, out_shape) for shape in (*in_shapes, out_shape)]
     dims = [d for d in out_shape if d != 1]
-    strides = [[s for s, d in zip(st, out_shape) if d != 1] for st in operands]
+    steps = [[s for s, d in zip(st, out_shape) if d != 1] for st in operands]
     k = len(dims) - 1
     while k > 0:  # merge dim k-1 into k when every operand steps over dim k contiguously
-        if all(st[k - 1] == st[k] * dims[k] for st in strides):
+        if all(st[k - 1] == st[k] * dims[k] for st in steps):
             dims[k - 1 : k + 1] = [dims[k - 1] * dims[k]]
-            for st in strides:
+            for st in steps:
                 st[k - 1 : k + 1] = [st[k]]
         k -= 1
-    return Loop(tuple(dims), tuple(tuple(st) for st in strides))
+    return Loop(tuple(dims), tuple(tuple(st) for st in steps))
 
 
 def expression(body, args: list[str], out_ctype: str) -> list[str]:
@@ -156,16 +166,116 @@ def kernel_source(name: str, body, in_dtypes, out_dtype, loop: Loop) -> str:
     return "\n".join(lines) + "\n"
 
 
-def function(node, name: str) -> tuple[list, CFunction]:
-    """The node's C function and the types of the inputs it reads (a fused matmul's epilogue reads
-    the GEMM's result, computed into the output buffer first, in place of the two operands)."""
+def _elementwise(node) -> bool:
+    opdef = REGISTRY[node.op]
+    return opdef.kind == ELEMENTWISE and opdef.expr is not None and len(node.outputs) == 1
+
+
+def body_of(node) -> tuple:
+    """A fused node's body; a plain elementwise op as a body of one instruction."""
+    if "body" in node.attrs:
+        return node.attrs["body"]
+    attrs = tuple(sorted(node.attrs.items()))
+    return ((node.op, tuple(range(len(node.inputs))), attrs, node.types[0].dtype.str),)
+
+
+def function(node, name: str) -> tuple[list, CFunction, bool]:
+    """The node's C function, the types of the inputs it reads, and whether NumPy's GEMM runs
+    first: a fused matmul's epilogue then reads the product, computed into the output buffer, in
+    place of the two operands (a small product is computed in C instead, see ``small_gemm``)."""
     out_type = node.types[0]
     in_types = [t.type for t in node.inputs]
-    if node.op not in ("fused_elementwise", "fused_matmul"):
-        return in_types, REGISTRY[node.op].c_kernel(name, in_types, out_type, **node.attrs)
+    if node.op not in ("fused_elementwise", "fused_matmul") and not _elementwise(node):
+        return in_types, REGISTRY[node.op].c_kernel(name, in_types, out_type, **node.attrs), False
+    body = body_of(node)
     if node.op == "fused_matmul":
+        small = small_gemm(node, name)
+        if small is not None:
+            return in_types, small, False
         in_types = [out_type, *in_types[2:]]
     loop = loop_nest([t.shape for t in in_types], out_type.shape)
-    source = kernel_source(name, node.attrs["body"], [t.dtype for t in in_types], out_type.dtype, loop)
-    work = max(loop.row_size, 1) * len(node.attrs["body"])
-    return in_types, CFunction(source, loop.rows, loop.row_size, work=work)
+    source = kernel_source(name, body, [t.dtype for t in in_types], out_type.dtype, loop)
+    work = max(loop.row_size, 1) * len(body)
+    return in_types, CFunction(source, loop.rows, loop.row_size, work=work), node.op == "fused_matmul"
+
+
+# A product with at most this many rows (batch-1 inference) is computed in C with its epilogue,
+# reading the right operand once for all rows: as fast as BLAS there, and no call into NumPy.
+SMALL_GEMM_ROWS = 8
+SMALL_GEMM_COLUMNS = 4096  # (the accumulators live on the stack)
+
+
+def small_gemm(node, name: str) -> CFunction | None:
+    """A 2-D fused matmul of few rows as one C function: A @ B (either transposed), 4 rows of B
+    per step, then the epilogue on each row of accumulators. None when the product is larger."""
+    a, b = node.inputs[0].type, node.inputs[1].type
+    out = node.types[0]
+    if a.ndim != 2 or b.ndim != 2 or a.dtype != out.dtype or b.dtype != out.dtype:
+        return None
+    m, n = out.shape
+    if m > SMALL_GEMM_ROWS or n > SMALL_GEMM_COLUMNS or out.dtype not in (np.float32, np.float64):
+        return None
+    ta, tb = node.attrs.get("transpose_a", False), node.attrs.get("transpose_b", False)
+    k = a.shape[0] if ta else a.shape[1]
+    ct = C_TYPES[out.dtype]
+    rest = [t.type for t in node.inputs[2:]]
+
+    def A(i, kk):  # element (i, kk) of the left operand
+        return f"A[({kk}) * {m} + {i}]" if ta else f"A[{i} * {k} + ({kk})]"
+
+    if tb:  # B is (n, k): a dot product per output
+        product = f"""for (int64_t i = 0; i < {m}; i++)
+    for (int64_t j = 0; j < {n}; j++) {{
+        {ct} s = 0;
+        #pragma omp simd reduction(+:s)
+        for (int64_t kk = 0; kk < {k}; kk++) s += {A("i", "kk")} * B[j * {k} + kk];
+        acc[i][j] = s;
+    }}"""
+    else:  # B is (k, n): rows of B scaled into the accumulators, four at a time
+        product = f"""for (int64_t i = 0; i < {m}; i++) for (int64_t j = 0; j < {n}; j++) acc[i][j] = 0;
+    int64_t kk = 0;
+    for (; kk + 4 <= {k}; kk += 4) {{
+        const {ct} *b0 = B + kk * {n}, *b1 = b0 + {n}, *b2 = b1 + {n}, *b3 = b2 + {n};
+        for (int64_t i = 0; i < {m}; i++) {{
+            const {ct} a0 = {A("i", "kk")}, a1 = {A("i", "kk + 1")}, a2 = {A("i", "kk + 2")}, a3 = {A("i", "kk + 3")};
+            #pragma omp simd
+            for (int64_t j = 0; j < {n}; j++)
+                acc[i][j] = MADD(a3, b3[j], MADD(a2, b2[j], MADD(a1, b1[j], MADD(a0, b0[j], acc[i][j]))));
+        }}
+    }}
+    for (; kk < {k}; kk++)
+        for (int64_t i = 0; i < {m}; i++) {{
+            const {ct} a0 = {A("i", "kk")};
+            #pragma omp simd
+            for (int64_t j = 0; j < {n}; j++) acc[i][j] = MADD(a0, B[kk * {n} + j], acc[i][j]);
+        }}"""
+    pointers = "".join(f"\n    const {C_TYPES[t.dtype]} *x{j + 1} = (const {C_TYPES[t.dtype]} *)p[{j + 2}];"
+                       for j, t in enumerate(rest))  # fmt: skip
+    loads = "".join(
+        f"\n            const {C_TYPES[t.dtype]} a{j + 1} = x{j + 1}[{_index(strides(t.shape, out.shape))}];"
+        for j, t in enumerate(rest)
+    )
+    args = [f"a{j}" for j in range(len(rest) + 1)]
+    body = "".join(f"\n            {line}" for line in expression(node.attrs["body"], args, ct))
+    source = f"""int {name}(char **p, int64_t lo, int64_t hi) {{
+    if (lo >= hi) return 0;
+    const {ct} *A = (const {ct} *)p[0], *B = (const {ct} *)p[1];{pointers}
+    {ct} *y = ({ct} *)p[{len(rest) + 2}];
+    {ct} acc[{m}][{n}];
+    {product}
+    for (int64_t i = 0; i < {m}; i++) {{  /* the epilogue, reading the product from the accumulators */
+        #pragma omp simd
+        for (int64_t j = 0; j < {n}; j++) {{
+            const {ct} a0 = acc[i][j];{loads}{body}
+            y[i * {n} + j] = result;
+        }}
+    }}
+    return 0;
+}}
+"""
+    return CFunction(source, 1, m * n, work=m * n * k)
+
+
+def _index(st) -> str:
+    """The offset of element (i, j) of an operand with these strides."""
+    return " + ".join(f"{v} * {s}" for v, s in zip(("i", "j"), st) if s) or "0"

@@ -11,6 +11,7 @@ NumPy kernel runs instead.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -94,18 +95,20 @@ class Toolchain:
                                    platform.machine(), _cpu_identity(), " ".join(FLAGS)])  # fmt: skip
         return None
 
-    def kernels(self, specs: list) -> list | None:
-        """Python callables for the specs' C kernels (one library for them all, loaded from the
-        cache when it was built before), or None when the compiler fails: then a NativeWarning
-        says why, and from then on this process runs NumPy kernels only (``failed``)."""
+    def kernels(self, specs: list, fallbacks: list) -> list | None:
+        """For each spec, the (rows, whole) callables of its C kernel (see GLUE), one library for
+        them all, loaded from the cache when it was built before; ``fallbacks`` run the calls the
+        C functions do not take. None when the compiler fails: then a NativeWarning says why, and
+        from then on this process runs NumPy kernels only (``failed``)."""
         with self.lock:
             glue = self._glue()
             lib = self._library(module_source(specs)) if glue is not None else None
             if lib is None:
                 return None
             return [glue.kernel(ctypes.cast(getattr(lib, s.name), ctypes.c_void_p).value, s.name, s.lens,
-                                s.formats, s.function.rows, max(s.function.row_size, 1), RELEASE_GIL_MIN)
-                    for s in specs]  # fmt: skip
+                                s.formats, s.function.rows, max(s.function.row_size, 1), RELEASE_GIL_MIN,
+                                functools.partial(np.empty, s.node.types[0].shape, s.node.types[0].dtype), fb)
+                    for s, fb in zip(specs, fallbacks)]  # fmt: skip
 
     def _glue(self):
         """The CPython module that calls kernels on arrays (built once per machine)."""
@@ -209,6 +212,8 @@ typedef struct {
     long long gil_min;     /* elements from which the call releases the GIL */
     const char *name;
     char *formats;         /* one buffer format character per operand */
+    PyObject *alloc;       /* () -> a new output array */
+    PyObject *fallback;    /* (*inputs, out=None) -> the NumPy kernel's result */
     Py_ssize_t lens[];     /* bytes per operand */
 } Kernel;
 
@@ -236,9 +241,27 @@ static int grab(const Kernel *k, PyObject *const *args, Py_buffer *v, char **p) 
     return 1;
 }
 
-/* kernel(*inputs, out, lo, hi): rows [lo, hi) of the output; NotImplemented when the arrays are
-   not as planned. */
-static PyObject *call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+/* Rows [lo, hi) of the operands args[0 .. n-1] (inputs, then the output): 1 done, 0 the arrays
+   are not as planned or the kernel declined them (nothing was written). */
+static int run(const Kernel *k, PyObject *const *args, long long lo, long long hi) {
+    Py_buffer v[k->n];
+    char *p[k->n];
+    if (!grab(k, args, v, p)) return 0;
+    int declined;
+    if ((hi - lo) * k->row_size >= k->gil_min) {
+        Py_BEGIN_ALLOW_THREADS
+        declined = k->fn(p, lo, hi);
+        Py_END_ALLOW_THREADS
+    } else {
+        declined = k->fn(p, lo, hi);
+    }
+    release(v, k->n);
+    return !declined;
+}
+
+/* rows(*inputs, out, lo, hi): rows [lo, hi) of the output (a range of a kernel split over
+   threads); NotImplemented when the arrays are not as planned. */
+static PyObject *rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     const Kernel *k = (const Kernel *)PyCapsule_GetPointer(self, "graphc.kernel");
     if (!k) return NULL;
     if (nargs != k->n + 2) {
@@ -251,39 +274,57 @@ static PyObject *call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         PyErr_Format(PyExc_ValueError, "%s: rows out of range", k->name);
         return NULL;
     }
-    Py_buffer v[k->n];
-    char *p[k->n];
-    if (!grab(k, args, v, p)) Py_RETURN_NOTIMPLEMENTED;
-    int declined;
-    if ((hi - lo) * k->row_size >= k->gil_min) {
-        Py_BEGIN_ALLOW_THREADS
-        declined = k->fn(p, lo, hi);
-        Py_END_ALLOW_THREADS
-    } else {
-        declined = k->fn(p, lo, hi);
-    }
-    release(v, k->n);
-    if (declined) Py_RETURN_NOTIMPLEMENTED;
+    if (!run(k, args, lo, hi)) Py_RETURN_NOTIMPLEMENTED;
     Py_RETURN_NONE;
 }
 
-static PyMethodDef call_def = {"kernel", (PyCFunction)(void (*)(void))call, METH_FASTCALL, NULL};
+/* whole(*inputs, out=None): the kernel as the generated plan calls it, all rows in this thread;
+   the NumPy kernel (fallback) runs the calls the C function does not take. */
+static PyObject *whole(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    const Kernel *k = (const Kernel *)PyCapsule_GetPointer(self, "graphc.kernel");
+    if (!k) return NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs != k->n - 1 || nkw > 1
+        || (nkw && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "out"))) {
+        PyErr_Format(PyExc_TypeError, "%s: expected %zd inputs and out=", k->name, k->n - 1);
+        return NULL;
+    }
+    PyObject *operands[k->n];
+    for (Py_ssize_t i = 0; i < nargs; i++) operands[i] = args[i];
+    PyObject *out = nkw ? args[nargs] : Py_None;
+    if (out == Py_None) {
+        out = PyObject_CallNoArgs(k->alloc);
+        if (!out) return NULL;
+    } else {
+        Py_INCREF(out);
+    }
+    operands[k->n - 1] = out;
+    if (run(k, operands, 0, k->rows)) return out;
+    Py_DECREF(out);
+    return PyObject_Vectorcall(k->fallback, args, nargs, kwnames);
+}
+
+static PyMethodDef rows_def = {"rows", (PyCFunction)(void (*)(void))rows, METH_FASTCALL, NULL};
+static PyMethodDef whole_def = {"kernel", (PyCFunction)(void (*)(void))whole, METH_FASTCALL | METH_KEYWORDS, NULL};
 
 static void free_kernel(PyObject *capsule) {
     Kernel *k = (Kernel *)PyCapsule_GetPointer(capsule, "graphc.kernel");
+    Py_XDECREF(k->alloc);
+    Py_XDECREF(k->fallback);
     PyMem_Free(k->formats);
     PyMem_Free((void *)k->name);
     PyMem_Free(k);
 }
 
-/* kernel(address, name, lens, formats, rows, row_size, gil_min) -> the callable */
+/* kernel(address, name, lens, formats, rows, row_size, gil_min, alloc, fallback)
+   -> (rows(*inputs, out, lo, hi), whole(*inputs, out=None)) */
 static PyObject *make(PyObject *self, PyObject *args) {
     unsigned long long address;
     const char *name, *formats;
-    PyObject *lens;
+    PyObject *lens, *alloc, *fallback;
     long long rows, row_size, gil_min;
-    if (!PyArg_ParseTuple(args, "KsO!sLLL", &address, &name, &PyTuple_Type, &lens, &formats, &rows,
-                          &row_size, &gil_min))
+    if (!PyArg_ParseTuple(args, "KsO!sLLLOO", &address, &name, &PyTuple_Type, &lens, &formats, &rows,
+                          &row_size, &gil_min, &alloc, &fallback))
         return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(lens);
     if ((Py_ssize_t)strlen(formats) != n || n < 1) {
@@ -301,14 +342,21 @@ static PyObject *make(PyObject *self, PyObject *args) {
     k->formats = strcpy(f, formats);
     k->name = strcpy(nm, name);
     for (Py_ssize_t i = 0; i < n; i++) k->lens[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(lens, i));
+    Py_INCREF(alloc), Py_INCREF(fallback);
+    k->alloc = alloc, k->fallback = fallback;
     PyObject *capsule = PyCapsule_New(k, "graphc.kernel", free_kernel);
     if (!capsule) {
+        Py_DECREF(alloc), Py_DECREF(fallback);
         PyMem_Free(f), PyMem_Free(nm), PyMem_Free(k);
         return NULL;
     }
-    PyObject *fn = PyCFunction_New(&call_def, capsule);
+    PyObject *r = PyCFunction_New(&rows_def, capsule), *w = PyCFunction_New(&whole_def, capsule);
     Py_DECREF(capsule);
-    return fn;
+    if (!r || !w) {
+        Py_XDECREF(r), Py_XDECREF(w);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", r, w);
 }
 
 static PyMethodDef methods[] = {{"kernel", make, METH_VARARGS, NULL}, {NULL, NULL, 0, NULL}};
@@ -328,8 +376,7 @@ class Spec:
     def __init__(self, node, name: str):
         self.node = node
         self.name = name
-        self.matmul = node.op == "fused_matmul"  # (the GEMM runs first, in NumPy)
-        in_types, self.function = csource.function(node, name)
+        in_types, self.function, self.matmul = csource.function(node, name)  # matmul: NumPy's GEMM first
         types = (*in_types, node.types[0])
         self.lens = tuple(math.prod(t.shape) * t.dtype.itemsize for t in types)
         self.formats = "".join(_format(t.dtype) for t in types)
@@ -340,18 +387,34 @@ def module_source(specs: list[Spec]) -> str:
     return csource.PRELUDE + "".join(s.function.source for s in specs)
 
 
+class NumpyFallback:
+    """A node's NumPy kernel, built on first need: it runs the calls its C function declines.
+    (It holds no reference to the C kernel, which holds it: no reference cycle.)"""
+
+    def __init__(self, factory):
+        self.factory = factory
+        self.kernel = None
+
+    def __call__(self, *arrays, out=None):
+        if self.kernel is None:
+            self.kernel = self.factory()
+        return self.kernel(*arrays) if out is None else self.kernel(*arrays, out=out)
+
+
 class NativeKernel:
     """A node run by its C function: kernel(*arrays, out=None), like the NumPy kernels, on which it
-    falls back for calls whose arrays the C function does not take."""
+    falls back for calls whose arrays the C function does not take.
+
+    ``direct`` is the C entry point the generated plan calls instead when the kernel runs on one
+    thread with no NumPy GEMM first (a Python call less: ~0.7 us per kernel)."""
 
     native = True  # (explain: this step runs C)
 
-    def __init__(self, backend, spec: Spec, fn, fallback):
+    def __init__(self, backend, spec: Spec, fns, fallback: NumpyFallback):
         self.backend = backend
         self.node = spec.node
-        self.fn = fn
+        self.fn, whole = fns  # fn(*inputs, out, lo, hi): a range of rows; whole(*inputs, out=None)
         self.fallback = fallback
-        self.numpy = None  # the NumPy kernel, built by ``fallback()`` on first need
         self.matmul = spec.matmul
         node = spec.node
         self.flags = (node.attrs.get("transpose_a", False), node.attrs.get("transpose_b", False))
@@ -363,6 +426,12 @@ class NativeKernel:
         threads = min(num_threads(), rows) if spec.function.total_work >= NATIVE_PARALLEL_MIN else 1
         per = -(-rows // threads)
         self.ranges = [(lo, min(rows, lo + per)) for lo in range(0, rows, per)] or [(0, rows)]
+        self.direct = whole if len(self.ranges) == 1 and not self.matmul else None
+
+    @property
+    def numpy(self):
+        """The NumPy kernel, if a call needed it (None: every call ran C)."""
+        return self.fallback.kernel
 
     def __call__(self, *arrays, out=None):
         planned = out is not None  # (ops whose NumPy kernel takes no out= are never given one)
@@ -387,7 +456,5 @@ class NativeKernel:
             for f in futures:
                 f.result()
         if done is NotImplemented:  # (every range checks the same arrays, so all said so)
-            if self.numpy is None:
-                self.numpy = self.fallback()
-            return self.numpy(*arrays, out=out) if planned else self.numpy(*arrays)
+            return self.fallback(*arrays, out=out if planned else None)
         return out

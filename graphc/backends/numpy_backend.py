@@ -72,11 +72,12 @@ class NumpyBackend:
         chosen = [i for i, n in enumerate(nodes) if self.why_not_native(n, native) is None]
         if chosen:
             specs = [nat.Spec(nodes[i], f"k{j}") for j, i in enumerate(chosen)]
-            functions = self.toolchain().kernels(specs) or [None] * len(specs)
-            for i, spec, fn in zip(chosen, specs, functions):
-                if fn is not None:
-                    fallback = functools.partial(self.bind, nodes[i], native=False, **options)
-                    kernels[i] = nat.NativeKernel(self, spec, fn, fallback)
+            fallbacks = [nat.NumpyFallback(functools.partial(self.bind, nodes[i], native=False, **options))
+                         for i in chosen]  # fmt: skip
+            functions = self.toolchain().kernels(specs, fallbacks) or [None] * len(specs)
+            for i, spec, fns, fallback in zip(chosen, specs, functions, fallbacks):
+                if fns is not None:
+                    kernels[i] = nat.NativeKernel(self, spec, fns, fallback)
         return [k if k is not None else self.bind(n, native=native, **options) for k, n in zip(kernels, nodes)]
 
     def why_not_native(self, node, native: bool = True) -> str | None:

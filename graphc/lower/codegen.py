@@ -72,7 +72,7 @@ def generate(steps, feeds, variables, constants, outputs, updates, alias_of, mem
         k = kernel_names.get(id(s.kernel))
         if k is None:
             k = kernel_names[id(s.kernel)] = f"k{len(kernel_names)}"
-            env[k] = s.kernel
+            env[k] = getattr(s.kernel, "direct", None) or s.kernel  # (a kernel's faster entry point)
         args = ", ".join(f"v{a}" for a in s.args)
         if s.out_buffer is not None:
             args += f", out=b{s.out_buffer}"

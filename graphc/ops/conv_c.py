@@ -78,13 +78,6 @@ def conv2d(name, in_types, out_type, stride, padding, dilation, groups):
     tail = "\n".join("            " + line for line in tile(wo % TILE)) if wo % TILE else ""
     source = f"""
 #include <stdlib.h>
-#ifndef MADD  /* one rounding per tap where the CPU has FMA, as BLAS does */
-#ifdef __FMA__
-#define MADD(a, b, c) fma(a, b, c)
-#else
-#define MADD(a, b, c) ((a) * (b) + (c))
-#endif
-#endif
 int {name}(char **p, int64_t lo, int64_t hi) {{
     const {ct} *x = (const {ct} *)p[0], *w = (const {ct} *)p[1];
     {ct} *y = ({ct} *)p[2];
