@@ -12,7 +12,7 @@ from .autodiff import grad
 from .compiler import compile
 from .errors import (
     CompileError, DTypeError, ExecutionError, FeedError, FormatError, GradientError, GraphcError,
-    GraphError, NumericsError, ShapeError,
+    GraphError, NativeWarning, NumericsError, ShapeError,
 )  # fmt: skip
 from .ir import Graph, GraphGrowthWarning, Tensor, Variable, get_default_graph, reset_default_graph
 from .ops import (

@@ -47,6 +47,10 @@ class FormatError(GraphcError, ValueError):
     """A serialized graph file that cannot be read (issue 4 fills this in)."""
 
 
+class NativeWarning(UserWarning):
+    """Native C kernels could not be built (the compiler failed): NumPy kernels run instead."""
+
+
 def where(source) -> str:
     """`` (defined at file:line)`` for a node's provenance, or nothing when it is unknown."""
     return f" (defined at {source})" if source is not None else ""

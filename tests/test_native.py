@@ -591,7 +591,7 @@ def test_a_failing_compiler_warns_once_and_numpy_takes_over(tmp_path, monkeypatc
     monkeypatch.setattr(BACKEND, "_toolchain", toolchain)
     with gc.Graph():
         x = gc.placeholder((96, 80), "float32", name="x")
-        with pytest.warns(native.NativeWarning, match="error: no"):
+        with pytest.warns(gc.NativeWarning, match="error: no"):
             fn = gc.compile(gc.tanh(x) * 2.0 + 1.0)
     assert toolchain.failed.startswith("the C compiler failed")
     xv = np.ones((96, 80), np.float32)

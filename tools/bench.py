@@ -13,6 +13,7 @@ workload are timed interleaved, so drift on these shared machines hits them alik
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -68,6 +69,9 @@ class Workload:
     graphc: Callable[[dict], System]
     numpy: Callable[[dict], System] | None  # None: there is no NumPy equivalent (W5)
     extras: Callable[[dict], dict[str, System]] | None = None  # more NumPy baselines, one column each
+    # work any implementation must do (W2: its GEMMs), timed with the systems; not a result, so
+    # not checked: a floor under every system's time
+    floors: Callable[[dict], dict[str, System]] | None = None
     reps: tuple[int, int] = (100, 5)  # timing samples per system: full run, --quick
     inner: int = 1  # calls per sample, for calls too short to time one at a time
     warmup: int = 3
@@ -127,6 +131,21 @@ def time_interleaved(systems: dict[str, System], reps: int, warmup: int, inner: 
     return samples
 
 
+@contextlib.contextmanager
+def _environ(**values):
+    """Environment variables set for the duration (graphc reads GRAPHC_NATIVE when compiling)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_workload(w: Workload, quick: bool, use_peers: bool) -> dict:
     """Check, then time, every system of one workload; a failed check voids the workload."""
     out: dict = {"title": w.title, "unit": w.unit, "checked": False, "error": None}
@@ -136,9 +155,15 @@ def run_workload(w: Workload, quick: bool, use_peers: bool) -> dict:
         if w.numpy is not None:
             systems["numpy"] = w.numpy(d)
         systems.update(w.extras(d) if w.extras is not None else {})
+        if w.numpy is not None:  # graphc without its native C kernels: fused kernels as NumPy ufuncs
+            with _environ(GRAPHC_NATIVE="0"):
+                systems["graphc_numpy_tier"] = w.graphc(d)
         errors = {}
         for name, s in systems.items():
             errors[name] = check(name, s.outputs(), d["ref"], d["tol"])
+        floors = w.floors(d) if w.floors is not None else {}
+        errors.update({name: 0.0 for name in floors})
+        systems.update(floors)
     except CheckError as e:
         out["error"] = f"wrong result, workload not timed: {e}"
         return out
@@ -161,6 +186,7 @@ def run_workload(w: Workload, quick: bool, use_peers: bool) -> dict:
     g = stats["graphc"]["median_s"]
     out["systems"] = stats
     out["ratios"] = {name: s["median_s"] / g for name, s in stats.items() if name != "graphc"}
+    out["floors"] = sorted(floors)
     # Peers get a pass of their own beside graphc: their thread pools (OpenMP, XLA) keep spinning
     # after a call and would slow the graphc/NumPy samples they were interleaved with.
     out["peers"], out["skipped_peers"] = {}, {}
@@ -378,8 +404,31 @@ def w2_numpy(d: dict) -> System:
     return System(run, result)
 
 
+def w2_gemms(d: dict) -> dict[str, System]:
+    """The step's eight GEMMs alone, as the baseline calls them: no system calling the same BLAS
+    can take less time, so NumPy / this bounds every system's ratio."""
+    x, p = d["x"], d["params"]
+    n = x.shape[0]
+    w1, w2, w3 = p["w1"], p["w2"], p["w3"]
+    h1, h2, dh1, dh2 = (np.empty((n, 256), F32) for _ in range(4))
+    z, e = np.empty((n, 10), F32), np.full((n, 10), 0.1, F32)
+    dw1, dw2, dw3 = np.empty_like(w1), np.empty_like(w2), np.empty_like(w3)
+
+    def run():
+        np.matmul(x, w1, out=h1)
+        np.matmul(h1, w2, out=h2)
+        np.matmul(h2, w3, out=z)
+        np.matmul(h2.T, e, out=dw3)
+        np.matmul(e, w3.T, out=dh2)
+        np.matmul(h1.T, dh2, out=dw2)
+        np.matmul(dh2, w2.T, out=dh1)
+        np.matmul(x.T, dh1, out=dw1)
+
+    return {"gemms_only": System(run)}
+
+
 def w2_note(d: dict, stats: dict) -> str:
-    return "steps/s: " + ", ".join(f"{name} {1 / s['median_s']:,.0f}" for name, s in stats.items())
+    return "steps/s: " + ", ".join(f"{name} {1 / stats[name]['median_s']:,.0f}" for name in ("graphc", "numpy"))
 
 
 # -- W3: elementwise chain -----------------------------------------------------------------------
@@ -891,7 +940,7 @@ WORKLOADS = [
     Workload("W1", "inference b=1, 784-128-10", "us", w1_data, w1_graphc, w1_numpy,
              reps=(300, 20), inner=20, warmup=50),
     Workload("W2", "train step b=128, 784-256-256-10", "ms", w2_data, w2_graphc, w2_numpy,
-             reps=(150, 5), warmup=5, note=w2_note),
+             reps=(150, 5), warmup=5, note=w2_note, floors=w2_gemms),
     Workload("W3", "elementwise chain, 4M f32", "ms", w3_data, w3_graphc, w3_numpy, w3_extras,
              reps=(30, 3), warmup=2, note=lambda d, stats: f"n = {d['x'].size:,}"),
     Workload("W4", "CNN inference b=64, 28x28: 2 x (conv 3x3, relu, pool 2), dense", "ms", w4_data, w4_graphc,
@@ -979,7 +1028,10 @@ def report(results: dict, limits: dict, settings: dict) -> str:
         else:
             base = "NumPy " + cell(st["numpy"], unit)
         others = [f"{n} {fmt_time(s['median_s'], unit)} ({r['ratios'][n]:.2f}x)"
-                  for n, s in st.items() if n not in ("graphc", "numpy")]  # fmt: skip
+                  for n, s in st.items() if n not in ("graphc", "numpy", *r["floors"])]  # fmt: skip
+        for n in r["floors"]:  # the best ratio any system doing this work could reach
+            best = st["numpy"]["median_s"] / st[n]["median_s"]
+            others.append(f"{n} {fmt_time(st[n]['median_s'], unit)} (NumPy / this: {best:.2f}x at most)")
         if "bandwidth_limit_s" in r:
             t = r["bandwidth_limit_s"]
             others.append(f"bandwidth limit {fmt_time(t, unit)} ({t / st['graphc']['median_s']:.2f}x)")

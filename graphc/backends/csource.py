@@ -1,11 +1,12 @@
-"""C source for fused nodes: a body's scalar expression inside a loop nest over its output.
+"""C source for the native tier: a fused body's scalar expression in a loop nest over its output.
 
-Takes a fused node with static shapes and returns a C function ``int NAME(char **p, int64_t lo,
+Takes a node with static shapes and returns a C function ``int NAME(char **p, int64_t lo,
 int64_t hi)`` computing rows [lo, hi) of the output (elements, when the loop nest is flat) from
-the pointers ``p`` (inputs, then the output, all C-contiguous). Every op contributes its ``expr``
-template (OpDef.expr); broadcasting is baked in as constant strides. Backend-neutral C: the native
-CPU backend (backends/native.py) wraps it in a CPython module; a CUDA backend can reuse the
-expression part with its own indexing.
+the pointers ``p`` (inputs, then the output, all C-contiguous). For a fused node or a plain
+elementwise op every op contributes its ``expr`` template (OpDef.expr) and broadcasting is baked
+in as constant strides; a fused matmul of few rows gets its product here too (``small_gemm``);
+other ops bring their own ``c_kernel``. backends/native.py compiles and calls the functions; a
+CUDA backend can reuse ``expression`` with its own indexing.
 """
 
 from __future__ import annotations

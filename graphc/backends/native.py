@@ -1,11 +1,11 @@
-"""The native CPU tier: fused nodes compiled to C, one CPython extension module per plan.
+"""The native CPU tier: a plan's kernels compiled to C and called on NumPy arrays.
 
-Takes the fused nodes of a plan, generates their loops (backends/csource.py), builds them with the
-machine's C compiler into a module cached on disk under a hash of everything that went into it,
-and returns kernels with the NumPy backend's calling convention. What it cannot compile (no
-compiler, a reduction, an integer body) stays with the NumPy kernels, and so does any call whose
-arrays are not what the plan promised (a non-contiguous feed): the C function says so and the
-NumPy kernel runs instead.
+Takes the nodes of a plan that have C (fused bodies and elementwise ops from backends/csource.py,
+ops' own ``c_kernel``), builds them with the machine's C compiler into one plain shared library per
+plan, cached on disk under a hash of everything that went into it, and wraps each kernel, through
+a small CPython module built once per machine (GLUE), as a callable with the NumPy backend's
+calling convention. Calls whose arrays are not what the plan promised (a non-contiguous feed) and
+values a kernel declines go to the node's NumPy kernel, which raises its usual errors.
 """
 
 from __future__ import annotations
@@ -29,12 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import NativeWarning
 from . import csource
-
-
-class NativeWarning(UserWarning):
-    """Native kernels could not be built; NumPy runs the fused kernels instead."""
-
 
 # Work (ops of a fused body, multiply-adds of a convolution ... per element) before a C kernel
 # splits its rows over the thread pool: handing a range to a thread and waiting for it costs
