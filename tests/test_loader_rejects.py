@@ -187,6 +187,30 @@ def test_attribute_of_the_wrong_kind(model, node, attr, value, message):
     rejects(model, rf"model\.json: node \d+ '{node}' \(\w+\): attribute '{attr}' must be {message}")
 
 
+@pytest.mark.parametrize(
+    "node, attr, value, message",
+    [
+        ("conv", "stride", [1, "1); system(\"x\"); ("], r"a pair of ints >= 1: got \(1, '1\); system"),
+        ("conv", "stride", [0, 1], r"a pair of ints >= 1: got \(0, 1\)"),
+        ("conv", "dilation", [1.5, 1], r"a pair of ints >= 1: got \(1\.5, 1\)"),
+        ("conv", "groups", True, r"an int >= 1: got True"),
+        ("conv", "padding", [[0, 0], [0, -1]], r"a pair of ints >= 0, or two pairs of them"),
+        ("pool", "kernel", [2], r"a pair of ints >= 1: got \(2,\)"),
+        ("pool", "padding", [0, "0"], r"a pair of ints >= 0, or two pairs of them"),
+    ],
+)
+def test_convolution_attributes_are_numbers(tmp_path, node, attr, value, message):
+    """The native tier writes a convolution's geometry into C source: only ints get that far."""
+    with gc.Graph("cnn"):
+        x = gc.placeholder((2, 1, 6, 6), name="x")
+        w = gc.variable(np.ones((2, 1, 3, 3), "float32"), name="w")
+        y = gc.max_pool2d(gc.conv2d(x, w, padding=1, name="conv"), 2, name="pool")
+        path = Path(gc.save(gc.compile(y), tmp_path / "cnn.json"))
+    assert gc.load(path)(x=np.ones((2, 1, 6, 6), "float32")).shape == (2, 2, 3, 3)
+    _edit(path, lambda d: _node(d, node)["attrs"].update({attr: value}))
+    rejects(path, rf"cnn\.json: node \d+ '{node}' \(\w+\): attribute '{attr}' must be {message}")
+
+
 @pytest.mark.parametrize("value", [{"dtype": "object"}, {"dtype": "complex128"}, {"eval": "1"}, {"float": "1e5"}])
 def test_attribute_values_that_do_not_decode(model, value):
     _edit(model, lambda d: _node(d, "x")["attrs"].update(dtype=value))

@@ -42,7 +42,9 @@ def conv2d(name, in_types, out_type, stride, padding, dilation, groups):
     if og > CONV_MAX_OUT_CHANNELS or cg * kh * kw > CONV_MAX_TAPS:
         return "a large layer (im2col + BLAS is faster)"
     _, _, ho, wo = out_type.shape
-    (sh, sw), ((pt, _), (pl, _)), (dh, dw) = stride, padding, dilation
+    # (ints only reach the C text: a loaded file's attributes are checked, this makes sure)
+    (sh, sw), (pt, pl), (dh, dw) = map(int, stride), (int(padding[0][0]), int(padding[1][0])), map(int, dilation)
+    groups = int(groups)
     rows_checked = any(_valid_range(ky, sh, dh, pt, h, ho) != (0, ho) for ky in range(kh))
     cols = [_valid_range(kx, sw, dw, pl, wd, wo) for kx in range(kw)]
     cols_checked = any(r != (0, wo) for r in cols)
@@ -116,7 +118,7 @@ def pool2d(kind: str):
             return f"dtype {x.dtype}"
         n, c, h, wd = x.shape
         _, _, ho, wo = out_type.shape
-        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+        (kh, kw), (sh, sw), (ph, pw) = map(int, kernel), map(int, stride), map(int, padding)
         start = "-INFINITY" if kind == "max" else "0"
         step = "max(m[ox], v)" if kind == "max" else "m[ox] + v"
         taps = []

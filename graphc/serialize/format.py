@@ -104,6 +104,15 @@ def _tuple_of(v, check, max_len: int) -> bool:
     return isinstance(v, tuple) and len(v) <= max_len and all(check(x) for x in v)
 
 
+def _pair(v, lo: int) -> bool:
+    return _tuple_of(v, lambda a: _int(a, lo), 2) and len(v) == 2
+
+
+def _padding(v) -> bool:
+    """A pooling window's (height, width) padding, or a convolution's ((top, bottom), (left, right))."""
+    return _pair(v, 0) or (_tuple_of(v, lambda p: _pair(p, 0), 2) and len(v) == 2)
+
+
 def _index_entry(e) -> bool:
     """("i", k), ("s", start, stop, step) with step != 0, or ("n",): see ops/shape.py."""
     if not isinstance(e, tuple) or not e:
@@ -139,6 +148,12 @@ ATTRIBUTES = {
     "constant_values": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
     "index": (lambda v: _tuple_of(v, _index_entry, 2 * MAX_RANK), "a list of index entries"),
     "value": (lambda v: isinstance(v, np.ndarray), "an array"),
+    # convolution and pooling (ops/conv.py): the native tier writes these numbers into C source
+    "kernel": (lambda v: _pair(v, 1), "a pair of ints >= 1"),
+    "stride": (lambda v: _pair(v, 1), "a pair of ints >= 1"),
+    "dilation": (lambda v: _pair(v, 1), "a pair of ints >= 1"),
+    "groups": (lambda v: _int(v, 1), "an int >= 1"),
+    "padding": (_padding, "a pair of ints >= 0, or two pairs of them"),
     # control flow (ops/control.py); their bodies are checked as they are built (load.py)
     "n_carry": (lambda v: _int(v, 0, MAX_OUTPUTS), "an int >= 0"),
     "n_x": (lambda v: _int(v, 0, MAX_OUTPUTS), "an int >= 0"),
