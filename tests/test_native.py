@@ -558,6 +558,18 @@ def test_kernels_are_built_once_then_loaded_from_the_cache(tmp_path, monkeypatch
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == built
 
 
+def test_a_damaged_cache_entry_is_built_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    native.Toolchain().kernels(_specs(), [native.NumpyFallback(None)])
+    libraries = [p for p in tmp_path.iterdir() if p.suffix == ".so" and p.name.count(".") == 1]
+    assert len(libraries) == 1
+    libraries[0].write_bytes(b"\x7fELF but not really")  # (a disk error, a half-copied cache)
+    ((k, _),) = native.Toolchain().kernels(_specs(), [native.NumpyFallback(None)])
+    x, out = np.ones((96, 80), np.float32), np.empty((96, 80), np.float32)
+    assert k(x, out, 0, 96 * 80) is None
+    np.testing.assert_allclose(out, -np.exp(x), rtol=1e-6)
+
+
 def test_a_cache_directory_others_can_write_is_not_used(tmp_path, monkeypatch):
     shared = tmp_path / "shared"
     shared.mkdir()

@@ -61,7 +61,7 @@ class Toolchain:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.loaded: dict = {}  # library name -> ctypes.CDLL (kept: kernels point into it)
+        self.loaded: dict = {}  # name -> ctypes.CDLL or module (kept: kernels point into them)
         self.glue = None  # the CPython module that calls kernels (see GLUE)
         self.variant = 0  # index into VARIANTS still worth trying
         self.failed: str | None = None  # why the compiler failed (then no more C in this process)
@@ -109,10 +109,10 @@ class Toolchain:
     def _glue(self):
         """The CPython module that calls kernels on arrays (built once per machine)."""
         if self.glue is None and not self.failed:
-            name, path, error = self._built(GLUE, (), (), python=True)
+            loaded, error = self._built(GLUE, (), (), python=True)
             if error is not None:
                 return self._fail([error])
-            self.glue = _load(name, path)
+            self.glue = loaded
         return self.glue
 
     def _library(self, source: str):
@@ -123,14 +123,12 @@ class Toolchain:
                 return None
             arch, libs, vector_math = VARIANTS[variant]
             text = (csource.vector_math_declarations() if vector_math else "") + source
-            name, path, error = self._built(text, arch, libs, python=False)
+            lib, error = self._built(text, arch, libs, python=False)
             if error is not None:
                 errors.append(error)
                 continue
             self.variant = variant  # (a machine without libmvec or -march=native: portable C)
-            if name not in self.loaded:
-                self.loaded[name] = ctypes.CDLL(str(path))
-            return self.loaded[name]
+            return lib
         return self._fail(errors)
 
     def _fail(self, errors: list):
@@ -140,16 +138,28 @@ class Toolchain:
                       f"The compiler said:\n{said}", NativeWarning, stacklevel=3)  # fmt: skip
 
     def _built(self, text: str, arch, libs, python: bool):
-        """(name, path, compiler error or None) of the library built from ``text``, compiled
-        unless the cache has it. A Python module's init function is named after the file."""
+        """(the loaded library or module, None) built from ``text``, compiled unless the cache has
+        it, or (None, the compiler's error). A cached file that does not load (damaged on disk)
+        is built again. A Python module's init function is named after its file."""
         key = hashlib.sha256(f"{self.identity}\n{arch}{libs}{python}\n{text}".encode()).hexdigest()[:32]
         name = f"graphc_{key}"
+        if name in self.loaded:
+            return self.loaded[name], None
         path = self.dir / f"{name}{self.suffix if python else '.so'}"
-        error = None
-        if not path.exists():
-            flags = [*arch, f"-I{self.include}"] if python else list(arch)
-            error = self._compile(text.replace("PyInit_MODULE", f"PyInit_{name}"), path, flags, libs)
-        return name, path, error
+        flags = [*arch, f"-I{self.include}"] if python else list(arch)
+        for attempt in range(2):
+            if not path.exists():
+                error = self._compile(text.replace("PyInit_MODULE", f"PyInit_{name}"), path, flags, libs)
+                if error is not None:
+                    return None, error
+            try:
+                self.loaded[name] = _load(name, path) if python else ctypes.CDLL(str(path))
+                return self.loaded[name], None
+            except (OSError, ImportError) as e:
+                if attempt:
+                    return None, f"{path} does not load: {e}"
+                path.unlink(missing_ok=True)  # damaged: build it again
+        raise AssertionError("unreachable")
 
     def _compile(self, text: str, path: Path, flags, libs) -> str | None:
         """Build ``path`` atomically (a temporary file, then a rename); the compiler's error or None."""
@@ -159,7 +169,10 @@ class Toolchain:
             with os.fdopen(fd, "w") as f:
                 f.write(text)
             cmd = [self.cc, *FLAGS, *flags, "-o", tmp, src, *libs]
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            except (OSError, subprocess.SubprocessError) as e:
+                return f"{self.cc} did not run: {e}"
             if done.returncode != 0:
                 return done.stderr.strip()[-2000:] or f"exit status {done.returncode}"
             os.replace(src, path.parent / f"{path.name.split('.')[0]}.c")  # kept beside it, for reading
