@@ -218,3 +218,22 @@ def test_the_gradient_builder_changes_no_gradient(case):
     got = gc.compile(built, opt_level=0)(**feeds)
     for name, g, w in zip(["d/da", "d/db", "d/dc"], got, want):
         _compare(g, w, name)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_graphs())
+def test_native_kernels_compute_what_the_numpy_kernels_compute(case):
+    """The C tier (fused bodies, reductions, softmax ... as generated C) against the NumPy kernels
+    it replaces, values and gradients, on the same optimized program."""
+    graph, ph, out, seed = case
+    rng = np.random.default_rng(seed)
+    with graph:
+        grads = gc.grad(gc.sum(out * gc.constant(rng.uniform(0.5, 1.5, (3, 4)))), [ph["a"], ph["b"], ph["c"]])
+    note(str(graph))
+    feeds = {name: rng.normal(size=shape) for name, shape in SHAPES.items()}
+    native = gc.compile([out, *grads], native=True)
+    got = native(**feeds)
+    want = gc.compile([out, *grads], native=False)(**feeds)
+    assert all(np.all(np.isfinite(v)) for v in want)
+    for name, g, w in zip(["value", "d/da", "d/db", "d/dc"], got, want):
+        _compare(g, w, name)
