@@ -494,7 +494,8 @@ register(OpDef("max_pool2d", OPAQUE, _pool_infer, _max_pool_kernel,
 register(OpDef(
     "max_pool2d_grad", OPAQUE, _pool_grad_infer, _max_pool_grad_kernel,
     lambda G, o, x, g, **a: (None, apply("max_pool2d_gather", x, G, **a)), nograd_inputs=(0,),
-    takes_out=True, doc="g routed to the argmax of each window of x (ties: the first); zero elsewhere.",
+    takes_out=True, c_kernel=conv_c.max_pool2d_grad,
+    doc="g routed to the argmax of each window of x (ties: the first); zero elsewhere.",
 ))  # fmt: skip
 
 

@@ -155,3 +155,67 @@ int {name}(char **p, int64_t lo, int64_t hi) {{
         return CFunction(source, n * c, ho * wo, work=ho * wo * kh * kw)
 
     return c_kernel
+
+
+def max_pool2d_grad(name, in_types, out_type, kernel, stride, padding):
+    """Each window's gradient routed to its first maximum (padding counts as -inf, a window
+    holding NaN routes nowhere), as the NumPy kernel does; windows that overlap add up.
+
+    Per output row, branch-free vector passes over the windows: the maximum tap by tap, then the
+    taps in reverse, each keeping its position where it equals the maximum (so the first wins),
+    then one scatter-add. Which tap holds a maximum is data: a version that branched on it ran
+    2-3x slower than NumPy on random inputs."""
+    x, g = in_types
+    ct = float_ctype(x, g, out_type)
+    if ct is None:
+        return f"dtype {x.dtype}"
+    n, c, h, wd = x.shape
+    _, _, ho, wo = g.shape
+    (kh, kw), (sh, sw), (ph, pw) = map(int, kernel), map(int, stride), map(int, padding)
+    maxima, firsts = [], []
+    for ky in range(kh):
+        lo, hi = _valid_range(ky, sh, 1, ph, h, ho)
+        for kx in range(kw):
+            clo, chi = _valid_range(kx, sw, 1, pw, wd, wo)
+            row = f"const {ct} *row = in + (oy * {sh} + {ky - ph}) * {wd};"
+            tap = f"row[ox * {sw} + {kx - pw}]"
+            at = f"(oy * {sh} + {ky - ph}) * {wd} + {kx - pw} + ox * {sw}"
+            # a padded tap is -inf: the first maximum only of windows whose maximum is -inf
+            padded = "to[ox] = best[ox] == -INFINITY ? -1 : to[ox];"
+            maxima.append(f"""if (oy >= {lo} && oy < {hi}) {{
+                {row}
+                #pragma omp simd
+                for (int64_t ox = {clo}; ox < {chi}; ox++) best[ox] = max(best[ox], {tap});
+            }}""")
+            edges = f"if (ox < {clo} || ox >= {chi}) {padded}" if (clo, chi) != (0, wo) else ""
+            firsts.append(f"""if (oy >= {lo} && oy < {hi}) {{
+                {row}
+                #pragma omp simd
+                for (int64_t ox = {clo}; ox < {chi}; ox++) to[ox] = {tap} == best[ox] ? {at} : to[ox];
+                {f"for (int64_t ox = 0; ox < {wo}; ox++) {edges}" if edges else ""}
+            }} else {{
+                for (int64_t ox = 0; ox < {wo}; ox++) {padded}
+            }}""")
+    nl = "\n            "
+    source = f"""
+int {name}(char **p, int64_t lo, int64_t hi) {{
+    const {ct} *x = (const {ct} *)p[0], *g = (const {ct} *)p[1];
+    {ct} *dx = ({ct} *)p[2];
+    for (int64_t r = lo; r < hi; r++) {{
+        const {ct} *in = x + r * {h * wd}, *gr = g + r * {ho * wo};
+        {ct} *d = dx + r * {h * wd};
+        for (int64_t i = 0; i < {h * wd}; i++) d[i] = 0;
+        for (int64_t oy = 0; oy < {ho}; oy++) {{
+            {ct} best[{wo}];
+            int64_t to[{wo}];
+            for (int64_t ox = 0; ox < {wo}; ox++) best[ox] = -INFINITY, to[ox] = -1;  /* -1: nowhere */
+            {nl.join(maxima)}
+            {nl.join(reversed(firsts))}
+            for (int64_t ox = 0; ox < {wo}; ox++)
+                if (to[ox] >= 0) d[to[ox]] += gr[oy * {wo} + ox];
+        }}
+    }}
+    return 0;
+}}
+"""
+    return CFunction(source, n * c, h * wd, work=ho * wo * kh * kw * 2)

@@ -1,4 +1,5 @@
-"""C kernels of the ops that work row by row: reductions over adjacent axes, softmax,
+"""C kernels of the ops that work row by row: reductions over adjacent axes (or around one kept
+block: a bias gradient over N, H and W), softmax,
 log_softmax and softmax cross-entropy over the last axis (for the native CPU tier).
 
 A reduction sees its input as (A, R, B), reducing R: B = 1 sums along memory (in double for
@@ -13,10 +14,9 @@ import math
 from .ckernel import INDEX_TYPES, CFunction, float_ctype
 
 
-def _split(shape, axes):
-    """(A, R, B) for reducing ``axes`` of ``shape``, or None when the reduced dims are not adjacent
-    (dims of size 1 do not count)."""
-    runs: list = []  # [reduced?, size] of adjacent dims, size-1 dims dropped
+def _runs(shape, axes) -> list:
+    """[reduced?, size] of each run of adjacent dims reduced or kept alike (size-1 dims dropped)."""
+    runs: list = []
     for i, d in enumerate(shape):
         if d == 1:
             continue
@@ -24,6 +24,13 @@ def _split(shape, axes):
             runs[-1][1] *= d
         else:
             runs.append([i in axes, d])
+    return runs
+
+
+def _split(shape, axes):
+    """(A, R, B) for reducing ``axes`` of ``shape``, or None when the reduced dims are not adjacent
+    (dims of size 1 do not count)."""
+    runs = _runs(shape, axes)
     flags = [r for r, _ in runs]
     if flags.count(True) > 1:
         return None
@@ -43,7 +50,7 @@ def reduction(ufunc: str):
             return f"dtype {x.dtype}"
         split = _split(x.shape, axes)
         if split is None:
-            return "reduced axes that are not adjacent"
+            return _around(name, ct, x.shape, axes, ufunc)
         a, r, b = split
         if r == 0 and ufunc != "add":
             return "an empty reduction (NumPy raises)"
@@ -82,6 +89,39 @@ int {name}(char **p, int64_t lo, int64_t hi) {{
         return CFunction(source, a, b, work=r * b)
 
     return c_kernel
+
+
+def _around(name, ct, shape, axes, ufunc):
+    """A reduction of the dims on both sides of a kept block, (R1, K, R2) -> (K,): a bias gradient
+    over (N, C, H, W). Each output element is a row of the loop."""
+    runs = _runs(shape, axes)
+    if [r for r, _ in runs] != [True, False, True]:
+        return "reduced axes that are neither adjacent nor around one kept block"
+    (_, r1), (_, k), (_, r2) = runs
+    if ufunc == "add":
+        acc_type = "double" if ct == "float" else ct
+        start, inner = "0", f"""#pragma omp simd reduction(+:acc)
+            for (int64_t i2 = 0; i2 < {r2}; i2++) acc += src[i2];"""
+    else:
+        acc_type, start = ct, f"x[j * {r2}]"
+        fn = {"maximum": "max", "minimum": "min"}[ufunc]
+        inner = f"for (int64_t i2 = 0; i2 < {r2}; i2++) {{ const {ct} v = src[i2]; acc = {fn}(acc, v); }}"
+    source = f"""
+int {name}(char **p, int64_t lo, int64_t hi) {{
+    const {ct} *x = (const {ct} *)p[0];
+    {ct} *y = ({ct} *)p[1];
+    for (int64_t j = lo; j < hi; j++) {{
+        {acc_type} acc = {start};
+        for (int64_t i1 = 0; i1 < {r1}; i1++) {{
+            const {ct} *src = x + (i1 * {k} + j) * {r2};
+            {inner}
+        }}
+        y[j] = ({ct})acc;
+    }}
+    return 0;
+}}
+"""
+    return CFunction(source, k, 1, work=r1 * r2)
 
 
 def _last_axis(x, axis) -> str | None:
