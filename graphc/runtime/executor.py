@@ -11,7 +11,6 @@ import gc
 import math
 import operator
 import os
-import sys
 import threading
 import traceback
 from collections import OrderedDict
@@ -103,6 +102,7 @@ class Function:
         self.limits = limits  # resource limits of a loaded file, checked before a plan allocates
         self.structure = structure  # rebuilds the user's output nesting from the flat outputs
         self._placeholders = [(n.name, n.types[0]) for n in program.placeholders()]  # feed order
+        self._single = structure.kind == "tensor"  # (the common case returns outs[0] directly)
         self._plans: OrderedDict = OrderedDict()  # shape signature -> (Plan, reports, arena pool)
         self._plans_lock = threading.Lock()
         self._specialize_lock = threading.Lock()
@@ -110,9 +110,9 @@ class Function:
         self._names = {name for name, _ in self._placeholders}
         # per placeholder: dtype, rank and its static dims, so a well-formed array skips conversion
         # (a fully static placeholder compares its whole shape at once)
-        self._accept = [(t.dtype, t.ndim, t.shape if t.is_static else [(i, d) for i, d in enumerate(t.shape)
-                                                                        if d is not None])
-                        for _, t in self._placeholders]  # fmt: skip
+        self._accept = [(name, t, t.dtype, t.ndim, t.shape if t.is_static else [(i, d) for i, d in enumerate(t.shape)
+                                                                                  if d is not None])
+                        for name, t in self._placeholders]  # fmt: skip
         self._input_names = [t.node.name for t in self.inputs]
         self._host = backend.name == "cpu"  # feeds and outputs need no device copies
         self._last = (None, None, None, None)  # the last call's signature, plan, arena pool, variable reader
@@ -197,7 +197,7 @@ class Function:
     def _arrays(self, feeds: dict) -> list:
         """The fed values as arrays in placeholder order, checked and converted."""
         arrays = []
-        for (name, t), (dtype, ndim, dims) in zip(self._placeholders, self._accept):
+        for name, t, dtype, ndim, dims in self._accept:
             value = feeds.get(name, _MISSING)
             if value is _MISSING:
                 node = self.graph._by_name[name]
@@ -247,11 +247,22 @@ class Function:
                     for (name, _), value in zip(plan.updates, new):
                         variables[name] = value
                     graph.variables_version += 1  # (updates written in place by the plan count too)
-            else:
-                outs, _ = self._run(plan, F, read(variables), plan.constant_values, B)
+            else:  # (the common inference call: _run inlined)
+                V = read(variables)
+                C = plan.constant_values if plan.prepare is None else self._prepared(plan, V, plan.constant_values)
+                outs = plan.run(F, V, C, B)[0]
+        except GraphcError:
+            raise
+        except Exception as e:
+            error = self._error(plan, e)
+            if error is None:
+                raise
+            raise error from e
         finally:
             arenas.append(B)
-        return self.structure(outs if self._host else [backend.to_host(o) for o in outs])
+        if self._host:
+            return outs[0] if self._single else self.structure(outs)
+        return self.structure([backend.to_host(o) for o in outs])
 
     def _prepared(self, plan, V, C) -> tuple:
         """The plan's constants followed by its values computed from variables alone, computed once
@@ -270,14 +281,22 @@ class Function:
         except GraphcError:
             raise
         except Exception as e:
-            step = _failing_step(plan, sys.exc_info()[2])
-            if step is None:
+            error = self._error(plan, e)
+            if error is None:
                 raise
-            node = step.node
-            shapes = ", ".join(str(t.shape) for t in node.inputs)
-            raise ExecutionError(
-                f"{node.op} '{node.name}': {type(e).__name__}: {e}: got inputs of shapes {shapes}{where(node.source)}"
-            ) from e
+            raise error from e
+
+    @staticmethod
+    def _error(plan, e: Exception) -> ExecutionError | None:
+        """The ExecutionError naming the plan step that raised ``e`` (None: no step did)."""
+        step = _failing_step(plan, e.__traceback__)
+        if step is None:
+            return None
+        node = step.node
+        shapes = ", ".join(str(t.shape) for t in node.inputs)
+        return ExecutionError(
+            f"{node.op} '{node.name}': {type(e).__name__}: {e}: got inputs of shapes {shapes}{where(node.source)}"
+        )
 
     def explain(self, format: str = "text", timings: bool = False):
         """What the compiler did and the plans it made, like SQL's EXPLAIN.
