@@ -80,9 +80,9 @@ def compile(outputs=None, inputs=None, updates=None, device: str = "cpu", opt_le
     check_numerics : bool
         Raise NumericsError naming the first node that produces a NaN or Inf.
     native : bool, optional
-        On the CPU, compile large fused kernels to C with the machine's C compiler (cached on
-        disk; without a compiler they stay NumPy). Default: on, unless the environment variable
-        ``GRAPHC_NATIVE`` is ``0``.
+        On the CPU, compile the kernels to C with the machine's C compiler (cached on disk; without
+        a compiler they stay NumPy's; see README, "Native kernels"). Default: on, unless the
+        environment variable ``GRAPHC_NATIVE`` is ``0``.
     """
     with no_gc():
         return _compile(outputs, inputs, updates, device, opt_level, check_numerics, native)

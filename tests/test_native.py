@@ -544,6 +544,17 @@ def test_explain_says_which_kernels_are_c_and_why_the_others_are_not():
     assert "[NumPy: native=False or GRAPHC_NATIVE=0]" in off.explain()
 
 
+def test_a_loaded_function_runs_c_unless_told_not_to(tmp_path):
+    with gc.Graph():
+        x = gc.placeholder((96, 80), "float32", name="x")
+        path = gc.save(gc.compile(gc.tanh(x) * 2.0 + 1.0, native=False), tmp_path / "f.json")
+    xv = np.linspace(-2, 2, 96 * 80, dtype=np.float32).reshape(96, 80)
+    loaded, off = gc.load(path), gc.load(path, native=False)
+    native_kernel(loaded)
+    assert "[NumPy: native=False or GRAPHC_NATIVE=0]" in off.explain()
+    np.testing.assert_allclose(loaded(x=xv), off(x=xv), rtol=1e-6, atol=1e-6)
+
+
 def test_graphc_native_0_turns_the_default_off(monkeypatch):
     monkeypatch.setenv("GRAPHC_NATIVE", "0")
     with gc.Graph():

@@ -134,7 +134,7 @@ class Toolchain:
     def _fail(self, errors: list):
         said = errors[-1] if errors else "?"
         self.failed = f"the C compiler failed: {said.splitlines()[0]}"
-        warnings.warn(f"native kernels: {self.failed}; fused kernels run as NumPy ufuncs from now on. "
+        warnings.warn(f"native kernels: {self.failed}; kernels run as NumPy from now on. "
                       f"The compiler said:\n{said}", NativeWarning, stacklevel=3)  # fmt: skip
 
     def _built(self, text: str, arch, libs, python: bool):

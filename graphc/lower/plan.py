@@ -96,7 +96,7 @@ def lower(program: Program, backend, check_numerics: bool = False, placeholder_n
     in ``Plan.prepare``, once per version of the variables, instead of at every call (not for
     control-flow bodies, whose caller passes them no variables).
 
-    ``native``: fused kernels may be compiled to C (backends/native.py) where the backend can.
+    ``native``: kernels may be compiled to C (backends/native.py) where the backend can.
 
     ``placeholder_names`` is the order in which the caller passes its feeds (the function's
     placeholders; the program may have pruned some that only gave a shape).

@@ -96,7 +96,7 @@ class Function:
         self.inputs = tuple(inputs)
         self.opt_level = opt_level
         self.check_numerics = check_numerics
-        # C loops for large fused kernels (backends/native.py); GRAPHC_NATIVE=0 turns the default off
+        # kernels compiled to C where a compiler exists (backends/native.py); GRAPHC_NATIVE=0 turns it off
         self.native = os.environ.get("GRAPHC_NATIVE", "1") != "0" if native is None else bool(native)
         self.verify = verify
         self.limits = limits  # resource limits of a loaded file, checked before a plan allocates

@@ -214,7 +214,7 @@ def _source_types(op, attrs, recorded, inputs, variables, reader, graph, name, w
     return (t,)
 
 
-def load(path, device: str = "cpu", limits: LoadLimits | None = None):
+def load(path, device: str = "cpu", limits: LoadLimits | None = None, native: bool | None = None):
     """Load a saved function (a callable behaving like the one saved) or graph.
 
     Parameters
@@ -225,6 +225,10 @@ def load(path, device: str = "cpu", limits: LoadLimits | None = None):
     limits : LoadLimits, optional
         Resource limits checked before anything is allocated (node count, nesting depth,
         bytes of stored arrays, largest tensor a plan may allocate).
+    native : bool, optional
+        As in ``graphc.compile``: the kernels of a loaded function run as C where a compiler
+        exists (default, unless ``GRAPHC_NATIVE=0``). Nothing from the file becomes C but
+        numbers; the C comes from graphc's own op templates.
 
     Returns
     -------
@@ -248,7 +252,7 @@ def load(path, device: str = "cpu", limits: LoadLimits | None = None):
         raise FormatError(f"{path}: a function file keeps its implicit updates among its signature's updates")
     if "signature" not in doc:
         raise FormatError(f"{path}: a function file needs a 'signature'")
-    return _function(doc, graph, path, device, limits)
+    return _function(doc, graph, path, device, limits, native)
 
 
 def _implicit_updates(entries, graph: Graph, path: str) -> None:
@@ -265,7 +269,7 @@ def _implicit_updates(entries, graph: Graph, path: str) -> None:
         graph.add_implicit_update(trigger, var.outputs[0], value)
 
 
-def _function(doc, graph, path, device, limits):
+def _function(doc, graph, path, device, limits, native):
     from ..backends import get_backend
     from ..passes import Program
     from ..runtime.executor import Structure
@@ -305,7 +309,8 @@ def _function(doc, graph, path, device, limits):
     from ..passes import prune
 
     fn = LoadedFunction(path, graph, prune(program), [], get_backend(device), Structure(structure, keys), inputs,
-                        meta.get("opt_level", 2), False, os.environ.get("GRAPHC_VERIFY") == "1", limits)  # fmt: skip
+                        meta.get("opt_level", 2), False, os.environ.get("GRAPHC_VERIFY") == "1", limits,
+                        native=native)  # fmt: skip
     fn.metadata = meta
     return fn
 
@@ -315,9 +320,9 @@ class LoadedFunction(Function):
     hold a program that no graphc builder makes; whatever then fails while the program is
     specialized for a call's shapes, or while it runs, is a GraphcError naming the file."""
 
-    def __init__(self, path: str, *args):
+    def __init__(self, path: str, *args, **kwargs):
         self.path = path
-        super().__init__(*args)  # specializes at once when every input shape is static
+        super().__init__(*args, **kwargs)  # specializes at once when every input shape is static
 
     def _specialize(self, signature: tuple):
         try:
