@@ -544,6 +544,23 @@ def test_explain_says_which_kernels_are_c_and_why_the_others_are_not():
     assert "[NumPy: native=False or GRAPHC_NATIVE=0]" in off.explain()
 
 
+@pytest.mark.parametrize("shape", [(0, 5), (3, 0)])
+def test_empty_tensors(shape):
+    """Kernels over zero elements (an empty batch; a product over K = 0) run and give NumPy's results."""
+    xv = np.zeros(shape, np.float32)
+    with gc.Graph():
+        x = gc.placeholder(shape, "float32", name="x")
+        outs = [gc.tanh(x) * 2.0 + 1.0, gc.sum(x * x, axis=0),
+                gc.relu(x @ gc.constant(np.ones((shape[1], 4), np.float32)) + 1.0)]  # fmt: skip
+        if shape[1]:  # (a softmax over an empty axis raises, in NumPy and so in graphc)
+            outs.append(gc.softmax(x))
+        fc, fnp = both(outs)
+    assert all(isinstance(s.kernel, native.NativeKernel) for s in fc.plan.steps), fc.explain()
+    for got, want in zip(fc(x=xv), fnp(x=xv)):
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+
+
 def test_a_loaded_function_runs_c_unless_told_not_to(tmp_path):
     with gc.Graph():
         x = gc.placeholder((96, 80), "float32", name="x")

@@ -433,8 +433,8 @@ class NativeKernel:
 
         rows = spec.function.rows
         threads = min(num_threads(), rows) if spec.function.total_work >= NATIVE_PARALLEL_MIN else 1
-        per = -(-rows // threads)
-        self.ranges = [(lo, min(rows, lo + per)) for lo in range(0, rows, per)] or [(0, rows)]
+        per = max(1, -(-rows // threads))
+        self.ranges = [(lo, min(rows, lo + per)) for lo in range(0, rows, per)] or [(0, rows)]  # (0 rows: one)
         self.direct = whole if len(self.ranges) == 1 and not self.matmul else None
 
     @property

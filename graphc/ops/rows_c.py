@@ -144,6 +144,8 @@ def softmax(name, in_types, out_type, axis, log: bool = False):
     if why:
         return why
     k = x.shape[-1]
+    if k == 0:
+        return "an empty axis (NumPy raises)"
     rows = math.prod(x.shape[:-1])
     if log:  # s = x - m; s - log(sum(exp(s)))
         finish = f"""{ct} s = 0;
@@ -191,6 +193,8 @@ def cross_entropy(grad: bool):
         if it is None:
             return f"label dtype {labels.dtype}"
         k = logits.shape[-1]
+        if k == 0:
+            return "no classes (NumPy raises)"
         rows = math.prod(logits.shape[:-1])
         if grad:
             finish = f"""{ct} s = 0;
