@@ -202,11 +202,14 @@ def test_epilogue_of_a_matmul_in_c():
     np.testing.assert_allclose(got, np.maximum(av @ bv.T + cv, 0), rtol=1e-5, atol=1e-5)
 
 
-CONVS = {  # x shape, w shape, conv2d keyword arguments  # fmt: skip
+CONVS = {  # x shape, w shape, conv2d keyword arguments
     "W4 layer 1": ((4, 1, 28, 28), (8, 1, 3, 3), {}),
     "W4 layer 2": ((4, 8, 13, 13), (16, 8, 3, 3), {}),
-    "stride, padding, dilation": ((2, 3, 9, 11), (4, 3, 3, 2),
-                                  {"stride": (2, 1), "padding": (1, 2), "dilation": (2, 1)}),
+    "stride, padding, dilation": (
+        (2, 3, 9, 11),
+        (4, 3, 3, 2),
+        {"stride": (2, 1), "padding": (1, 2), "dilation": (2, 1)},
+    ),
     "groups, same": ((2, 4, 7, 7), (6, 2, 3, 3), {"padding": "same", "groups": 2}),
     "even kernel, same (uneven padding)": ((2, 3, 6, 9), (5, 3, 2, 4), {"padding": "same"}),
     "1x1": ((3, 5, 4, 6), (7, 5, 1, 1), {}),

@@ -100,7 +100,8 @@ def _around(name, ct, shape, axes, ufunc):
     (_, r1), (_, k), (_, r2) = runs
     if ufunc == "add":
         acc_type = "double" if ct == "float" else ct
-        start, inner = "0", f"""#pragma omp simd reduction(+:acc)
+        start = "0"
+        inner = f"""#pragma omp simd reduction(+:acc)
             for (int64_t i2 = 0; i2 < {r2}; i2++) acc += src[i2];"""
     else:
         acc_type, start = ct, f"x[j * {r2}]"
