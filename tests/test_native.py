@@ -371,6 +371,30 @@ def test_a_product_of_few_rows_is_computed_in_c(case, dtype):
     assert step.kernel.numpy is None
 
 
+FUSED_REDUCTIONS = {  # x shape, y shape (broadcast into x), axis: reductions the fuser folds in
+    "along memory": ((20, 300), (20, 1), 1),
+    "the trailing axes": ((4, 5, 6, 7), (5, 1, 7), (2, 3)),
+    "everything": ((40, 30), (), None),
+}
+
+
+@pytest.mark.parametrize("op", ["sum", "max", "min"])
+@pytest.mark.parametrize("case", list(FUSED_REDUCTIONS))
+def test_fused_reductions_in_c(case, op):
+    """An elementwise body with a trailing reduction: the body, then the reduction's C kernel."""
+    xs, ys, axis = FUSED_REDUCTIONS[case]
+    rng = np.random.default_rng(13)
+    xv, yv = rng.standard_normal(xs), rng.standard_normal(ys)
+    with gc.Graph():
+        x, y = gc.placeholder(xs, "float64", name="x"), gc.placeholder(ys, "float64", name="y")
+        fc, fnp = both(getattr(gc, op)(gc.tanh(x) * y + x * x, axis=axis))
+    (step,) = [s for s in fc.plan.steps if s.node.op == "fused_elementwise"]
+    assert step.node.attrs.get("reduce") is not None, fc.explain()
+    assert isinstance(step.kernel, native.NativeKernel), fc.explain()
+    np.testing.assert_allclose(fc(x=xv, y=yv), fnp(x=xv, y=yv), rtol=1e-13, atol=1e-13)
+    assert step.kernel.numpy is None
+
+
 MAX_POOL_GRADS = {  # x shape, kernel_size, stride, padding
     "W4 layer 1 (tiling)": ((4, 8, 26, 26), 2, 2, 0),
     "overlapping, padded": ((2, 3, 9, 8), 3, 2, 1),
@@ -535,12 +559,12 @@ def test_explain_says_which_kernels_are_c_and_why_the_others_are_not():
     with gc.Graph():
         x = gc.placeholder((96, 80), "float32", name="x")
         i = gc.placeholder((4, 5), "int64", name="i")
-        fc = gc.compile([gc.tanh(x) * 2.0 + 1.0, gc.sum(gc.exp(x) * 2.0, axis=1), (i + 1) * 3])
+        fc = gc.compile([gc.tanh(x) * 2.0 + 1.0, gc.prod(gc.tanh(x) * 0.5, axis=1), (i + 1) * 3])
     fc(x=np.ones((96, 80), np.float32), i=np.ones((4, 5), np.int64))
     kernels = {k["node"]: k for k in fc.explain(format="json")["plans"][0]["kernels"] if "expression" in k}
     assert sorted(k["runs"] for k in kernels.values()) == ["C", "NumPy", "NumPy"]
     reasons = sorted(k.get("why_not_c", "") for k in kernels.values())
-    assert reasons[1].startswith("a fused reduction") and reasons[2] == "input dtype int64", reasons
+    assert reasons[1] == "a fused reduction: a multiply reduction" and reasons[2] == "input dtype int64", reasons
     text = fc.explain()
     assert "[C]" in text and "[NumPy: input dtype int64]" in text
     off = gc.compile(gc.tanh(x) * 2.0 + 1.0, native=False)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..ir.types import broadcast_shapes
 from ..ops.ckernel import C_TYPES, CFunction
 from ..ops.registry import ELEMENTWISE, REGISTRY
 
@@ -61,8 +62,6 @@ def supports(node) -> str | None:
             return "no C kernel"
         made = opdef.c_kernel("k", [t.type for t in node.inputs], node.types[0], **node.attrs)
         return made if isinstance(made, str) else None
-    if node.attrs.get("reduce") is not None:
-        return "a fused reduction (C loops are elementwise for now)"
     for t in node.inputs[2:] if node.op == "fused_matmul" else node.inputs:
         if t.type.dtype not in C_TYPES:
             return f"input dtype {t.type.dtype}"
@@ -71,6 +70,10 @@ def supports(node) -> str | None:
             return f"{op} has no C expression"
         if np.dtype(dtype) not in C_TYPES:
             return f"{op} computes {np.dtype(dtype)}"
+    if node.attrs.get("reduce") is not None:
+        made = _reduction(node, "k")
+        if isinstance(made, str):
+            return f"a fused reduction: {made}"
     return None
 
 
@@ -194,10 +197,48 @@ def function(node, name: str) -> tuple[list, CFunction, bool]:
         if small is not None:
             return in_types, small, False
         in_types = [out_type, *in_types[2:]]
+    if node.attrs.get("reduce") is not None:
+        return in_types, _reduction(node, name), False
     loop = loop_nest([t.shape for t in in_types], out_type.shape)
     source = kernel_source(name, body, [t.dtype for t in in_types], out_type.dtype, loop)
     work = max(loop.row_size, 1) * len(body)
     return in_types, CFunction(source, loop.rows, loop.row_size, work=work), node.op == "fused_matmul"
+
+
+def _reduction(node, name: str) -> CFunction | str:
+    """A fused body with a trailing reduction: the body into a scratch array of the full shape,
+    then the reduction op's own C kernel over it (ops/rows_c.py). Or why not."""
+    from ..ir import TensorType
+    from ..ops.rows_c import reduction
+
+    ufunc, axes, keepdims = node.attrs["reduce"]
+    if ufunc not in ("add", "maximum", "minimum"):
+        return f"a {ufunc} reduction"
+    body = node.attrs["body"]
+    full = TensorType(broadcast_shapes(*(t.type.shape for t in node.inputs)), np.dtype(body[-1][3]))
+    out = node.types[0]
+    reduced = reduction(ufunc)(f"{name}_reduce", [full], out, axes=axes, keepdims=keepdims)
+    if isinstance(reduced, str):
+        return reduced
+    in_types = [t.type for t in node.inputs]
+    loop = loop_nest([t.shape for t in in_types], full.shape)
+    elementwise = kernel_source(f"{name}_body", body, [t.dtype for t in in_types], full.dtype, loop)
+    n_in, ct, size = len(in_types), C_TYPES[full.dtype], math.prod(full.shape)
+    source = f"""{elementwise}{reduced.source}
+int {name}(char **p, int64_t lo, int64_t hi) {{
+    if (lo >= hi) return 0;
+    {ct} *scratch = ({ct} *)malloc({max(size, 1)} * sizeof({ct}));
+    if (!scratch) return 1;
+    char *body[{n_in + 1}], *reduce[2] = {{(char *)scratch, p[{n_in}]}};
+    for (int i = 0; i < {n_in}; i++) body[i] = p[i];
+    body[{n_in}] = (char *)scratch;
+    {name}_body(body, 0, {loop.rows});
+    {name}_reduce(reduce, 0, {reduced.rows});
+    free(scratch);
+    return 0;
+}}
+"""
+    return CFunction("#include <stdlib.h>\n" + source, 1, math.prod(out.shape), work=size * (len(body) + 1))
 
 
 # A product with at most this many rows (batch-1 inference) is computed in C with its epilogue,
