@@ -235,6 +235,41 @@ def test_conv2d_in_c(geometry, dtype):
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
 
 
+GRAD_INPUTS = {  # x shape, w shape, conv2d keyword arguments: the forward convolution
+    "W4T layer 2": ((4, 8, 13, 13), (16, 8, 3, 3), {}),
+    "padding, dilation": ((2, 3, 9, 11), (4, 3, 3, 2), {"padding": (1, 1), "dilation": (2, 1)}),
+    "even kernel, same (uneven padding)": ((2, 3, 6, 9), (5, 3, 2, 4), {"padding": "same"}),
+}
+
+
+@pytest.mark.parametrize("geometry", list(GRAD_INPUTS))
+def test_conv2d_input_gradient_in_c(geometry):
+    """At stride 1 the input gradient is a direct convolution of g with flipped, channel-swapped
+    weights: against the col2im kernel, in float64."""
+    xs, ws, kw = GRAD_INPUTS[geometry]
+    rng = np.random.default_rng(14)
+    xv, wv = rng.standard_normal(xs), rng.standard_normal(ws)
+    with gc.Graph():
+        x, w = gc.placeholder(xs, "float64", name="x"), gc.placeholder(ws, "float64", name="w")
+        y = gc.conv2d(x, w, **kw)
+        g = gc.placeholder(y.shape, "float64", name="g")
+        dx = apply("conv2d_grad_input", g, w, x, **y.node.attrs)
+        fc, fnp = both(dx)
+    (step,) = fc.plan.steps
+    assert isinstance(step.kernel, native.NativeKernel), fc.explain()
+    gv = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(fc(g=gv, w=wv, x=xv), fnp(g=gv, w=wv, x=xv), rtol=1e-12, atol=1e-12)
+    assert step.kernel.numpy is None
+
+
+def test_a_strided_conv2d_input_gradient_stays_col2im():
+    with gc.Graph():
+        x, w = gc.placeholder((2, 3, 9, 9), name="x"), gc.placeholder((4, 3, 3, 3), name="w")
+        y = gc.conv2d(x, w, stride=2)
+        fn = gc.compile(apply("conv2d_grad_input", gc.placeholder(y.shape, name="g"), w, x, **y.node.attrs))
+    assert "[NumPy: a stride or groups (col2im + BLAS)]" in fn.explain()
+
+
 def test_a_large_conv2d_stays_im2col_and_blas():
     with gc.Graph():
         x, w = gc.placeholder((1, 128, 8, 8), name="x"), gc.placeholder((128, 128, 3, 3), name="w")

@@ -308,7 +308,7 @@ register(OpDef(
 register(OpDef(
     "conv2d_grad_input", OPAQUE, _conv_grad_input_infer, _conv_grad_input_kernel,
     lambda G, o, g, w, ref, **a: (apply("conv2d", G, w, **a), apply("conv2d_grad_weight", G, g, w, **a), None),
-    takes_out=True, nograd_inputs=(2,),
+    takes_out=True, nograd_inputs=(2,), c_kernel=conv_c.conv2d_grad_input,
     doc="The gradient of conv2d w.r.t. its input (col2im of W^T g); ref gives the shape.",
 ))  # fmt: skip
 register(OpDef(

@@ -36,15 +36,46 @@ def conv2d(name, in_types, out_type, stride, padding, dilation, groups):
     ct = float_ctype(x, w, out_type)
     if ct is None:
         return f"dtype {x.dtype}"
-    n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
-    og = o // groups
+    groups = int(groups)
+    # (ints only reach the C text: a loaded file's attributes are checked, this makes sure)
+    pads = (int(padding[0][0]), int(padding[1][0]))
+    source = f"w[(((g * {o // groups} + k) * {cg} + ch) * {kh} + ky) * {kw} + kx]"
+    return _direct(name, ct, x.shape, out_type.shape, (kh, kw), groups, tuple(map(int, stride)), pads,
+                   tuple(map(int, dilation)), source, 2)  # fmt: skip
+
+
+def conv2d_grad_input(name, in_types, out_type, stride, padding, dilation, groups):
+    """The gradient of conv2d by its input at stride 1: a direct convolution of g with the
+    weights flipped and their channels swapped, padded so that every input pixel sees the output
+    pixels whose windows held it."""
+    g, w, _ref = in_types
+    ct = float_ctype(g, w, out_type)
+    if ct is None:
+        return f"dtype {g.dtype}"
+    if tuple(map(int, stride)) != (1, 1) or int(groups) != 1:
+        return "a stride or groups (col2im + BLAS)"
+    o, c, kh, kw = w.shape
+    (dh, dw) = map(int, dilation)
+    pads = ((kh - 1) * dh - int(padding[0][0]), (kw - 1) * dw - int(padding[1][0]))
+    if min(pads) < 0:
+        return "padding wider than the window"
+    source = f"w[((ch * {c} + k) * {kh} + {kh - 1} - ky) * {kw} + {kw - 1} - kx]"
+    return _direct(name, ct, g.shape, out_type.shape, (kh, kw), 1, (1, 1), pads, (dh, dw), source, 3)
+
+
+def _direct(name, ct, x_shape, out_shape, kernel, groups, stride, pads, dilation, weight, out_arg):
+    """The C of a direct convolution of p[0] (N, C, H, W) by weights p[1] into p[out_arg]
+    (N, O, Ho, Wo). ``weight`` is the C expression of weight (g, k, ch, ky, kx): output channel k
+    of group g, input channel ch of the group, tap (ky, kx); it is read once per call into the
+    layout the loops want."""
+    n, c, h, wd = x_shape
+    _, o, ho, wo = out_shape
+    kh, kw = kernel
+    cg, og = c // groups, o // groups
     if og > CONV_MAX_OUT_CHANNELS or cg * kh * kw > CONV_MAX_TAPS:
         return "a large layer (im2col + BLAS is faster)"
-    _, _, ho, wo = out_type.shape
-    # (ints only reach the C text: a loaded file's attributes are checked, this makes sure)
-    (sh, sw), (pt, pl), (dh, dw) = map(int, stride), (int(padding[0][0]), int(padding[1][0])), map(int, dilation)
-    groups = int(groups)
+    (sh, sw), (pt, pl), (dh, dw) = stride, pads, dilation
     rows_checked = any(_valid_range(ky, sh, dh, pt, h, ho) != (0, ho) for ky in range(kh))
     cols = [_valid_range(kx, sw, dw, pl, wd, wo) for kx in range(kw)]
     cols_checked = any(r != (0, wo) for r in cols)
@@ -82,13 +113,15 @@ def conv2d(name, in_types, out_type, stride, padding, dilation, groups):
 #include <stdlib.h>
 int {name}(char **p, int64_t lo, int64_t hi) {{
     const {ct} *x = (const {ct} *)p[0], *w = (const {ct} *)p[1];
-    {ct} *y = ({ct} *)p[2];
-    {ct} *wt = ({ct} *)malloc({size} * sizeof({ct}));
+    {ct} *y = ({ct} *)p[{out_arg}];
+    {ct} *wt = ({ct} *)malloc({max(size, 1)} * sizeof({ct}));
     if (!wt) return 1;
     for (int64_t g = 0; g < {groups}; g++)
-        for (int64_t k = 0; k < {og}; k++)
-            for (int64_t t = 0; t < {cg * kh * kw}; t++)
-                wt[(g * {cg * kh * kw} + t) * {og} + k] = w[(g * {og} + k) * {cg * kh * kw} + t];
+    for (int64_t k = 0; k < {og}; k++)
+    for (int64_t ch = 0; ch < {cg}; ch++)
+    for (int64_t ky = 0; ky < {kh}; ky++)
+    for (int64_t kx = 0; kx < {kw}; kx++)
+        wt[(((g * {cg} + ch) * {kh} + ky) * {kw} + kx) * {og} + k] = {weight};
     for (int64_t n = lo; n < hi; n++)
     for (int64_t g = 0; g < {groups}; g++)
     for (int64_t oy = 0; oy < {ho}; oy++) {{
