@@ -262,6 +262,37 @@ def test_conv2d_input_gradient_in_c(geometry):
     assert step.kernel.numpy is None
 
 
+GRAD_WEIGHTS = {  # x shape, w shape, conv2d keyword arguments: the forward convolution
+    "W4T layer 1": ((4, 1, 28, 28), (8, 1, 3, 3), {}),
+    "W4T layer 2": ((4, 8, 13, 13), (16, 8, 3, 3), {}),
+    "stride, padding, dilation": (
+        (2, 3, 9, 11),
+        (5, 3, 3, 2),
+        {"stride": (2, 1), "padding": (1, 2), "dilation": (2, 1)},
+    ),
+    "even kernel, same": ((2, 3, 6, 9), (5, 3, 2, 4), {"padding": "same"}),
+}
+
+
+@pytest.mark.parametrize("geometry", list(GRAD_WEIGHTS))
+def test_conv2d_weight_gradient_in_c(geometry):
+    """Taps in blocks of four against the im2col + GEMM kernel, in float64; a last partial block
+    (9 or 18 taps) and out-of-image taps included."""
+    xs, ws, kw = GRAD_WEIGHTS[geometry]
+    rng = np.random.default_rng(15)
+    xv, wv = rng.standard_normal(xs), rng.standard_normal(ws)
+    with gc.Graph():
+        x, w = gc.placeholder(xs, "float64", name="x"), gc.placeholder(ws, "float64", name="w")
+        y = gc.conv2d(x, w, **kw)
+        g = gc.placeholder(y.shape, "float64", name="g")
+        fc, fnp = both(apply("conv2d_grad_weight", x, g, w, **y.node.attrs))
+    (step,) = fc.plan.steps
+    assert isinstance(step.kernel, native.NativeKernel), fc.explain()
+    gv = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(fc(g=gv, w=wv, x=xv), fnp(g=gv, w=wv, x=xv), rtol=1e-11, atol=1e-11)
+    assert step.kernel.numpy is None
+
+
 def test_a_strided_conv2d_input_gradient_stays_col2im():
     with gc.Graph():
         x, w = gc.placeholder((2, 3, 9, 9), name="x"), gc.placeholder((4, 3, 3, 3), name="w")

@@ -314,7 +314,8 @@ register(OpDef(
 register(OpDef(
     "conv2d_grad_weight", OPAQUE, _conv_grad_weight_infer, _conv_grad_weight_kernel,
     lambda G, o, x, g, ref, **a: (apply("conv2d_grad_input", g, G, x, **a), apply("conv2d", x, G, **a), None),
-    takes_out=True, nograd_inputs=(2,), doc="The gradient of conv2d w.r.t. its weight; ref gives the shape.",
+    takes_out=True, nograd_inputs=(2,), c_kernel=conv_c.conv2d_grad_weight,
+    doc="The gradient of conv2d w.r.t. its weight; ref gives the shape.",
 ))  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .ckernel import CFunction, float_ctype
 
 TILE = 4  # output pixels per register tile of conv2d: each weight vector load feeds TILE FMAs
+TAP_BLOCK = 4  # weight taps per register tile of conv2d_grad_weight: each g vector feeds 4 FMAs
 # Direct convolution keeps a group's weights in L1/L2 and its accumulators in registers; bigger
 # layers are faster as im2col + one BLAS GEMM (the NumPy kernel).
 CONV_MAX_OUT_CHANNELS = 64
@@ -62,6 +63,86 @@ def conv2d_grad_input(name, in_types, out_type, stride, padding, dilation, group
         return "padding wider than the window"
     source = f"w[((ch * {c} + k) * {kh} + {kh - 1} - ky) * {kw} + {kw - 1} - kx]"
     return _direct(name, ct, g.shape, out_type.shape, (kh, kw), 1, (1, 1), pads, (dh, dw), source, 3)
+
+
+def conv2d_grad_weight(name, in_types, out_type, stride, padding, dilation, groups):
+    """The gradient of conv2d by its weights (groups 1): for each block of TAP_BLOCK taps, the
+    output channels as vectors of accumulators, summed over every pixel of every image (g is
+    first re-laid with the channels last, so that a pixel's channels are one vector)."""
+    x, g, _ref = in_types
+    ct = float_ctype(x, g, out_type)
+    if ct is None:
+        return f"dtype {x.dtype}"
+    if int(groups) != 1:
+        return "groups (im2col + BLAS)"
+    n, c, h, wd = x.shape
+    o, _, kh, kw = out_type.shape
+    _, _, ho, wo = g.shape
+    if o > CONV_MAX_OUT_CHANNELS:
+        return "a large layer (im2col + BLAS is faster)"
+    (sh, sw), (pt, pl), (dh, dw) = map(int, stride), (int(padding[0][0]), int(padding[1][0])), map(int, dilation)
+    checked = any(_valid_range(ky, sh, dh, pt, h, ho) != (0, ho) for ky in range(kh)) or any(
+        _valid_range(kx, sw, dw, pl, wd, wo) != (0, wo) for kx in range(kw)
+    )
+    taps, b = c * kh * kw, TAP_BLOCK
+
+    def block(m: int) -> str:
+        """Taps t0 .. t0 + m - 1 accumulated over all pixels, then stored."""
+        setup = "".join(
+            f"""
+            const int64_t c{i} = (t0 + {i}) / {kh * kw}, dy{i} = ((t0 + {i}) / {kw}) % {kh} * {dh} - {pt},
+                          dx{i} = (t0 + {i}) % {kw} * {dw} - {pl};"""
+            for i in range(m)
+        )
+        loads = []
+        for i in range(m):
+            at = f"x[((nn * {c} + c{i}) * {h} + iy{i}) * {wd} + ix{i}]"
+            valid = f"iy{i} >= 0 && iy{i} < {h} && ix{i} >= 0 && ix{i} < {wd}"
+            loads.append(f"const int64_t iy{i} = oy * {sh} + dy{i}, ix{i} = ox * {sw} + dx{i};")
+            loads.append(f"const {ct} v{i} = {f'{valid} ? {at} : 0' if checked else at};")
+        fmas = "\n".join(f"                    acc[{i}][k] = MADD(gv[k], v{i}, acc[{i}][k]);" for i in range(m))
+        stores = "\n".join(f"            dw[k * {taps} + t0 + {i}] = acc[{i}][k];" for i in range(m))
+        return f"""{{{setup}
+            {ct} acc[{m}][{o}];
+            for (int64_t i = 0; i < {m * o}; i++) (&acc[0][0])[i] = 0;
+            for (int64_t nn = 0; nn < {n}; nn++)
+            for (int64_t oy = 0; oy < {ho}; oy++)
+            for (int64_t ox = 0; ox < {wo}; ox++) {{
+                const {ct} *gv = gt + ((nn * {ho} + oy) * {wo} + ox) * {o};
+                {(chr(10) + "                ").join(loads)}
+                #pragma omp simd
+                for (int64_t k = 0; k < {o}; k++) {{
+{fmas}
+                }}
+            }}
+            for (int64_t k = 0; k < {o}; k++) {{
+{stores}
+            }}
+        }}"""
+
+    blocks = -(-taps // b)
+    last = taps - (blocks - 1) * b
+    source = f"""
+#include <stdlib.h>
+int {name}(char **p, int64_t lo, int64_t hi) {{
+    const {ct} *x = (const {ct} *)p[0], *g = (const {ct} *)p[1];
+    {ct} *dw = ({ct} *)p[3];
+    {ct} *gt = ({ct} *)malloc({max(n * ho * wo * o, 1)} * sizeof({ct}));
+    if (!gt) return 1;
+    for (int64_t nn = 0; nn < {n}; nn++)
+        for (int64_t k = 0; k < {o}; k++)
+            for (int64_t q = 0; q < {ho * wo}; q++)
+                gt[(nn * {ho * wo} + q) * {o} + k] = g[(nn * {o} + k) * {ho * wo} + q];
+    for (int64_t tb = lo; tb < hi; tb++) {{
+        const int64_t t0 = tb * {b};
+        if (tb < {blocks - 1}) {block(b)}
+        else {block(last)}
+    }}
+    free(gt);
+    return 0;
+}}
+"""
+    return CFunction(source, blocks, o * b, work=o * b * n * ho * wo)
 
 
 def _direct(name, ct, x_shape, out_shape, kernel, groups, stride, pads, dilation, weight, out_arg):
