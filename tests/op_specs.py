@@ -904,7 +904,32 @@ def _with(op: str, bads) -> tuple:
     return tuple(Bad(b.shapes, b.error, (op, *b.match), b.params, b.dtypes) for b in bads)
 
 
+def _conv_pool(pool: str, kernel, pool_stride=None, pool_padding=0, **conv) -> dict:
+    """The attributes of a conv2d_pool node: the convolution's, normalized, and the pooling's."""
+    p = _pool_attrs(kernel, pool_stride, pool_padding)
+    return {**_conv_attrs(**conv), "pool": pool, "pool_kernel": p["kernel"], "pool_stride": p["stride"],
+            "pool_padding": p["padding"]}  # fmt: skip
+
+
+def _conv_pool_ref(x, w, pool, pool_kernel, pool_stride, pool_padding, stride, padding, dilation, groups):
+    y = nnref.conv2d(x, w, stride, padding, dilation, groups)
+    return getattr(nnref, f"{pool}_pool2d")(y, pool_kernel, pool_stride, pool_padding)
+
+
 CONV = [
+    OpSpec(
+        "conv2d_pool",
+        lambda x, w, **a: apply("conv2d_pool", x, w, **a),
+        _conv_pool_ref,
+        (
+            Case(((2, 3, 6, 6), (4, 3, 3, 3)), _conv_pool("avg", 2, padding=1)),
+            Case(((1, 2, 7, 8), (3, 2, 2, 3)), _conv_pool("avg", 3, 2, 1, stride=(1, 2), dilation=(2, 1))),
+            Case(((N(2), 2, 6, 6), (4, 2, 3, 3)), _conv_pool("avg", 2)),
+            # (max: a window's maximum can change hands under a finite-difference step)
+            Case(((2, 3, 6, 7), (4, 3, 3, 2)), _conv_pool("max", 2, padding=1), grad=False),
+        ),
+        REAL,
+    ),
     OpSpec(
         "conv2d",
         gc.conv2d,

@@ -170,16 +170,18 @@ def test_training_graph_fuses_the_epilogue_with_its_gradient(rng):
 # -- convolution and pooling: bias and relu after the pool ------------------------------------------
 def test_cnn_bias_and_relu_run_after_the_pool(rng):
     """Inference: conv + bias + relu + pool computes the pool first (relu and a per-channel bias
-    commute with a window's maximum); training: relu's gradient mask is applied to the pooled
-    gradient. Both are the unoptimized function's values."""
+    commute with a window's maximum), and the pool then absorbs the convolution (one conv2d_pool
+    kernel); training: relu's gradient mask is applied to the pooled gradient. Both are the
+    unoptimized function's values."""
     x = gc.placeholder((4, 2, 9, 8), F64, name="x")
     w = gc.variable(rng.normal(size=(5, 2, 3, 3)), name="w")
     b = gc.variable(rng.normal(size=(5, 1, 1)), name="b")
     h = gc.max_pool2d(gc.relu(gc.conv2d(x, w) + b), 2)
     predict = gc.compile(h)
-    assert ops(predict) == ["conv2d", "max_pool2d", "fused_elementwise"]
+    assert ops(predict) == ["conv2d_pool", "fused_elementwise"]
     (k,) = [k for k in predict.explain(format="json")["plans"][0]["kernels"] if "expression" in k]
     assert k["expression"].startswith("relu(add(%max_pool2d") and k["expression"].endswith(", %b))")
+    assert "conv2d" in ops(gc.compile([h, gc.conv2d(x, w)]))  # (a second consumer: not absorbed)
     loss = gc.sum(h * h)
     grads = gc.grad(loss, [w, b])
     train = gc.compile([loss, *grads])

@@ -301,6 +301,30 @@ def test_a_strided_conv2d_input_gradient_stays_col2im():
     assert "[NumPy: a stride or groups (col2im + BLAS)]" in fn.explain()
 
 
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_a_pooling_absorbs_the_convolution_before_it(pool):
+    """conv2d then pooling is one node whose C kernel pools a few images' convolution at a time
+    (13 images: scratch blocks of 6, 6 and 1); it computes what the two C kernels compute apart."""
+    rng = np.random.default_rng(16)
+    xv, wv = rng.standard_normal((13, 1, 28, 28)).astype(np.float32), rng.standard_normal((8, 1, 3, 3))
+    with gc.Graph():
+        x = gc.placeholder((13, 1, 28, 28), "float32", name="x")
+        w = gc.constant(wv.astype(np.float32))
+        conv = gc.conv2d(x, w, padding=1)
+        y = (gc.max_pool2d if pool == "max" else gc.avg_pool2d)(conv, 2)
+        fused, numpy_tier = both(y)
+        apart = gc.compile([y, conv])  # the convolution is an output too: nothing to absorb
+    (step,) = [s for s in fused.plan.steps if s.node.op == "conv2d_pool"]
+    assert isinstance(step.kernel, native.NativeKernel), fused.explain()
+    assert "producer absorbed: conv2d" in fused.explain()
+    assert [s.node.op for s in apart.plan.steps if s.node.op.startswith(("conv", "max", "avg"))] == [
+        "conv2d", f"{pool}_pool2d"]  # fmt: skip
+    got = fused(x=xv)
+    np.testing.assert_array_equal(got, apart(x=xv)[0])
+    np.testing.assert_allclose(got, numpy_tier(x=xv), rtol=2e-5, atol=2e-5)
+    assert step.kernel.numpy is None
+
+
 def test_a_large_conv2d_stays_im2col_and_blas():
     with gc.Graph():
         x, w = gc.placeholder((1, 128, 8, 8), name="x"), gc.placeholder((128, 128, 3, 3), name="w")

@@ -20,7 +20,7 @@ from ..ir.types import compatible, fmt_shape
 from . import conv_c
 from .elementwise import identity
 from .reduce import mean
-from .registry import OPAQUE, OpDef, apply, register
+from .registry import FUSED, OPAQUE, OpDef, apply, register
 from .shape import reshape
 from .state import as_tensor
 
@@ -489,9 +489,22 @@ def _pool_grad_infer(x: TensorType, g: TensorType, kernel, stride, padding) -> T
     return TensorType(x.shape, g.dtype)
 
 
+def _absorb_conv(pool: str):
+    """The pooling op's ``absorbs`` hook: a conv2d producing its input becomes one conv2d_pool."""
+
+    def absorbs(producer, kernel, stride, padding):
+        if producer.op != "conv2d":
+            return None
+        pooling = {"pool": pool, "pool_kernel": kernel, "pool_stride": stride, "pool_padding": padding}
+        return "conv2d_pool", {**producer.attrs, **pooling}
+
+    return absorbs
+
+
 register(OpDef("max_pool2d", OPAQUE, _pool_infer, _max_pool_kernel,
                lambda g, o, x, **a: (apply("max_pool2d_grad", x, g, **a),), takes_out=True,
-               c_kernel=conv_c.pool2d("max"), doc="Maximum over each window (padding counts as -inf)."))  # fmt: skip
+               c_kernel=conv_c.pool2d("max"), absorbs=_absorb_conv("max"),
+               doc="Maximum over each window (padding counts as -inf)."))  # fmt: skip
 register(OpDef(
     "max_pool2d_grad", OPAQUE, _pool_grad_infer, _max_pool_grad_kernel,
     lambda G, o, x, g, **a: (None, apply("max_pool2d_gather", x, G, **a)), nograd_inputs=(0,),
@@ -513,12 +526,48 @@ register(OpDef(
 ))  # fmt: skip
 register(OpDef("avg_pool2d", OPAQUE, _pool_infer, _avg_pool_kernel,
                lambda g, o, x, **a: (apply("avg_pool2d_grad", g, x, **a),), takes_out=True,
-               c_kernel=conv_c.pool2d("avg"),
+               c_kernel=conv_c.pool2d("avg"), absorbs=_absorb_conv("avg"),
                doc="Mean over each window (zero padding counts: count_include_pad=True)."))  # fmt: skip
 register(OpDef(
     "avg_pool2d_grad", OPAQUE, lambda g, ref, **a: _pool_grad_infer(ref, g, **a), _avg_pool_grad_kernel,
     lambda G, o, g, ref, **a: (apply("avg_pool2d", G, **a), None), nograd_inputs=(1,),
     takes_out=True, doc="g spread evenly over each window; ref gives the input shape.",
+))  # fmt: skip
+
+
+# -- a convolution and the pooling after it, as one node (the fuse pass builds it) -----------------
+_POOLS = {"max": ("max_pool2d", _max_pool_kernel), "avg": ("avg_pool2d", _avg_pool_kernel)}
+
+
+def _split_attrs(a: dict) -> tuple[dict, str, dict]:
+    conv = {k: a[k] for k in ("stride", "padding", "dilation", "groups")}
+    pool = {"kernel": a["pool_kernel"], "stride": a["pool_stride"], "padding": a["pool_padding"]}
+    return conv, a["pool"], pool
+
+
+def _conv_pool_infer(x: TensorType, w: TensorType, **a) -> TensorType:
+    conv, _, pool = _split_attrs(a)
+    return _pool_infer(_conv_infer(x, w, **conv), **pool)
+
+
+def _conv_pool_kernel(xp, x, w, out=None, **a):
+    conv, kind, pool = _split_attrs(a)
+    return _POOLS[kind][1](xp, _conv_kernel(xp, x, w, **conv), **pool, out=out)
+
+
+def _conv_pool_grad(g, out, x, w, **a):
+    from ..autodiff import grad
+
+    conv, kind, pool = _split_attrs(a)
+    y = apply(_POOLS[kind][0], apply("conv2d", x, w, **conv), **pool)
+    return tuple(grad(y, [x, w], grad_ys=g))
+
+
+register(OpDef(
+    "conv2d_pool", FUSED, _conv_pool_infer, _conv_pool_kernel, _conv_pool_grad, takes_out=True,
+    c_kernel=conv_c.conv2d_pool,
+    doc="conv2d, then max_pool2d or avg_pool2d (``pool``) of its output, as one kernel: the fuse pass "
+        "builds it when the pooling is the convolution's only consumer.",
 ))  # fmt: skip
 
 

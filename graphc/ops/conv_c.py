@@ -333,3 +333,51 @@ int {name}(char **p, int64_t lo, int64_t hi) {{
 }}
 """
     return CFunction(source, n * c, h * wd, work=ho * wo * kh * kw * 2)
+
+
+def conv2d_pool(name, in_types, out_type, stride, padding, dilation, groups, pool, pool_kernel, pool_stride,
+                pool_padding):  # fmt: skip
+    """conv2d then pooling, a few images at a time: the convolution into a scratch block small
+    enough to stay in L2, then the pooling of that block into the output. The convolution's
+    output never reaches memory (W4's first one is 1.4 MB, written and read back otherwise)."""
+    from ..ir import TensorType
+
+    x, w = in_types
+    ct = float_ctype(x, w, out_type)
+    if ct is None:
+        return f"dtype {x.dtype}"
+    n, c, h, wd = x.shape
+    o = w.shape[0]
+    conv_out = TensorType((n, o, *_conv_hw(x.shape, w.shape, stride, padding, dilation)), x.dtype)
+    conv = conv2d(f"{name}_conv", [x, w], conv_out, stride, padding, dilation, groups)
+    pooled = pool2d(pool)(f"{name}_pool", [conv_out], out_type, pool_kernel, pool_stride, pool_padding)
+    if isinstance(conv, str) or isinstance(pooled, str):
+        return conv if isinstance(conv, str) else pooled
+    plane = o * conv_out.shape[2] * conv_out.shape[3]
+    chunk = max(1, min(n, (128 << 10) // (plane * x.dtype.itemsize)))  # images per scratch block
+    pooled_plane = o * out_type.shape[2] * out_type.shape[3]
+    source = f"""{conv.source}{pooled.source}
+int {name}(char **p, int64_t lo, int64_t hi) {{
+    {ct} *scratch = ({ct} *)malloc({chunk * plane} * sizeof({ct}));
+    if (!scratch) return 1;
+    for (int64_t n0 = lo; n0 < hi; n0 += {chunk}) {{
+        const int64_t m = hi - n0 < {chunk} ? hi - n0 : {chunk};
+        char *conv[3] = {{(char *)((const {ct} *)p[0] + n0 * {c * h * wd}), p[1], (char *)scratch}};
+        char *pooling[2] = {{(char *)scratch, (char *)(({ct} *)p[2] + n0 * {pooled_plane})}};
+        if ({name}_conv(conv, 0, m) || {name}_pool(pooling, 0, m * {o})) {{
+            free(scratch);
+            return 1;
+        }}
+    }}
+    free(scratch);
+    return 0;
+}}
+"""
+    return CFunction(source, n, pooled_plane, work=conv.work + pooled.work // max(n, 1))
+
+
+def _conv_hw(x_shape, w_shape, stride, padding, dilation) -> tuple[int, int]:
+    """The convolution's output height and width (static shapes)."""
+    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = stride, padding, dilation
+    kh, kw = w_shape[2:]
+    return ((x_shape[2] + pt + pb - dh * (kh - 1) - 1) // sh + 1, (x_shape[3] + pl + pr - dw * (kw - 1) - 1) // sw + 1)

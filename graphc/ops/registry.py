@@ -45,6 +45,9 @@ class OpDef:
         so that specialization can give each body the static types its node feeds it.
     c_kernel(name, in_types, out_type, **attrs) -> ops.ckernel.CFunction, or a str saying why
         there is none for these types: the op as C, for the native CPU tier.
+    absorbs(producer, **attrs) -> (op, attrs) or None: the fused op computing this op together
+        with the node producing its first input (whose only consumer it is), for the fuse pass: a
+        pooling absorbs the convolution before it, so the convolution's output never reaches memory.
     """
 
     name: str
@@ -63,6 +66,7 @@ class OpDef:
     body_types: Callable[..., dict] | None = None
     takes_out: bool = False  # an opaque kernel that also accepts out= (conv2d, pooling)
     c_kernel: Callable[..., Any] | None = None
+    absorbs: Callable[..., Any] | None = None
 
     @property
     def writes_inplace(self) -> bool:

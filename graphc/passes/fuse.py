@@ -118,12 +118,32 @@ def _trailing_reduction(root, users: dict, note):
     return q
 
 
+def _absorbed(program: Program, users: dict) -> dict:
+    """node -> (producer, fused op, attrs) for each node whose op absorbs the node producing its
+    first input (OpDef.absorbs: a pooling its convolution), when it is that node's only consumer."""
+    out = {}
+    for node in program.nodes:
+        hook = REGISTRY[node.op].absorbs
+        if hook is None or not node.inputs or not node.types[0].is_static:
+            continue
+        producer = node.inputs[0].node
+        consumers = users[producer]
+        if len(consumers) != 1 or consumers[0][0] is not node or len(producer.types) != 1:
+            continue
+        made = hook(producer, **node.attrs)
+        if made is not None:
+            out[node] = (producer, *made)
+    return out
+
+
 def fuse(program: Program):
     """Replace each elementwise cluster by a ``fused_elementwise`` node, or a ``fused_matmul`` node
     when a matmul's result feeds only the cluster (GEMM, then the epilogue in place); a reduction
-    that alone consumes a cluster folds into it."""
+    that alone consumes a cluster folds into it; an op that absorbs its producer (a pooling, the
+    convolution before it) becomes the fused op it names."""
     rw = Rewriter(program, "fuse")
     users = program.consumers()
+    absorbed = _absorbed(program, users)
     clusters = _clusters(program, users, rw.note)
     epilogues = {root: _epilogue_matmul(ms, program, users, rw.note) for root, ms in clusters.items()}
     reductions = {r: None if epilogues[r] else _trailing_reduction(r, users, rw.note) for r in clusters}
@@ -132,6 +152,10 @@ def fuse(program: Program):
     emit_at = {reductions[root] or root: root for root in clusters}  # the node each fused node replaces
 
     def visit(rw: Rewriter, node):
+        if node in absorbed:  # (the producer is copied, and dead once this node replaces it)
+            producer, op, attrs = absorbed[node]
+            rw.note("fuse", "producer absorbed", [producer, node], f"{producer.op} and {node.op} -> 1 kernel ({op})")
+            return rw.append(op, rw.inputs_of(producer), attrs, node.types, node.name, node.source)
         root = emit_at.get(node)
         if root is None:
             return rw.copy(node)  # non-members, and members (dead once the fused node exists)
