@@ -81,8 +81,9 @@ def compile(outputs=None, inputs=None, updates=None, device: str = "cpu", opt_le
         Raise NumericsError naming the first node that produces a NaN or Inf.
     native : bool, optional
         On the CPU, compile the kernels to C with the machine's C compiler (cached on disk; without
-        a compiler they stay NumPy's; see README, "Native kernels"). Default: on, unless the
-        environment variable ``GRAPHC_NATIVE`` is ``0``.
+        a compiler they stay NumPy's; see README, "Native kernels"). True: always; False: never;
+        None (default): for plans that do enough work to pay for the compile. The environment
+        variable ``GRAPHC_NATIVE`` (``0`` or ``1``) sets the default.
     """
     with no_gc():
         return _compile(outputs, inputs, updates, device, opt_level, check_numerics, native)

@@ -424,7 +424,7 @@ def test_a_label_out_of_range_is_the_numpy_kernels_error():
     with gc.Graph():
         z = gc.placeholder((4, 3), "float32", name="z")
         t = gc.placeholder((4,), "int64", name="t")
-        fn = gc.compile(gc.softmax_cross_entropy(z, t, name="xent"))
+        fn = gc.compile(gc.softmax_cross_entropy(z, t, name="xent"), native=True)
     assert isinstance(fn.plan.steps[0].kernel, native.NativeKernel)
     with pytest.raises(gc.GraphcError, match=r"xent.*labels must lie in \[0, 3\)"):
         fn(z=np.zeros((4, 3), np.float32), t=np.array([0, 1, 3, 2]))
@@ -687,6 +687,41 @@ def test_a_loaded_function_runs_c_unless_told_not_to(tmp_path):
     native_kernel(loaded)
     assert "[NumPy: native=False or GRAPHC_NATIVE=0]" in off.explain()
     np.testing.assert_allclose(loaded(x=xv), off(x=xv), rtol=1e-6, atol=1e-6)
+
+
+def test_a_small_plan_stays_numpy_unless_asked(monkeypatch):
+    """By default a plan whose C work is under NATIVE_MIN_WORK is not worth a compile; native=True
+    or GRAPHC_NATIVE=1 compiles it anyway."""
+    with gc.Graph():
+        x = gc.placeholder((4, 5), "float32", name="x")
+        y = gc.tanh(x) * 2.0 + 1.0
+        auto, forced = gc.compile(y), gc.compile(y, native=True)
+        monkeypatch.setenv("GRAPHC_NATIVE", "1")
+        by_env = gc.compile(y)
+    assert "[NumPy: a small plan" in auto.explain()
+    assert not isinstance(steps(auto)[0].kernel, native.NativeKernel)
+    native_kernel(forced)
+    native_kernel(by_env)
+    xv = np.ones((4, 5), np.float32)
+    np.testing.assert_allclose(auto(x=xv), forced(x=xv), rtol=1e-6)
+
+
+def test_a_loop_body_is_compiled_however_small():
+    """A control-flow body runs once per iteration, so the default compiles it."""
+    with gc.Graph():
+        h0 = gc.placeholder((2, 3), "float32", name="h0")
+        xs = gc.placeholder((5, 2, 3), "float32", name="xs")
+        final, _ = gc.scan(lambda h, x: (gc.tanh(h * 0.5 + x),) * 2, h0, xs)
+        fn = gc.compile(final)
+    (scan,) = [s for s in fn.plan.steps if s.node.op == "scan"]
+    body_plan = scan.kernel.__closure__  # (the Body the scan kernel runs)
+    bodies = [c.cell_contents for c in body_plan if type(c.cell_contents).__name__ == "Body"]
+    assert bodies and any(isinstance(st.kernel, native.NativeKernel) for st in bodies[0].plan.steps)
+    h, x = np.zeros((2, 3), np.float32), np.ones((5, 2, 3), np.float32)
+    want = h
+    for t in range(5):
+        want = np.tanh(want * 0.5 + x[t])
+    np.testing.assert_allclose(fn(h0=h, xs=x), want, rtol=1e-6)
 
 
 def test_graphc_native_0_turns_the_default_off(monkeypatch):

@@ -36,6 +36,10 @@ from . import csource
 # splits its rows over the thread pool: handing a range to a thread and waiting for it costs
 # 60-150 us on these shared machines, about what 16M operations take in C.
 NATIVE_PARALLEL_MIN = 1 << 24
+# With native=None (the default), a plan whose C kernels do less work than this (operations per
+# call) stays NumPy: compiling its library costs ~0.1 s once per machine, which a small graph
+# (most tests, a toy model) never wins back. W1's batch-1 MLP does ~100K.
+NATIVE_MIN_WORK = 1 << 14
 RELEASE_GIL_MIN = 1 << 12  # elements below which a C kernel keeps the GIL (releasing costs ~0.1 us)
 
 FLAGS = ("-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off",

@@ -63,15 +63,18 @@ class NumpyBackend:
                 self._toolchain = Toolchain()
             return self._toolchain
 
-    def bind_all(self, nodes, native: bool = True, **options) -> list:
-        """Kernels for ``nodes`` (one plan's): nodes that can run as C (``native``, see
-        ``why_not_native``) are compiled together as one library, the rest are bound one by one."""
+    def bind_all(self, nodes, native: bool | None = None, **options) -> list:
+        """Kernels for ``nodes`` (one plan's): nodes that can run as C (see ``why_not_native``) are
+        compiled together as one library, the rest are bound one by one. ``native``: True always
+        compiles, False never, None (auto) when the plan's C work is at least NATIVE_MIN_WORK."""
         from . import native as nat
 
         kernels = [None] * len(nodes)
         chosen = [i for i, n in enumerate(nodes) if self.why_not_native(n, native) is None]
+        specs = [nat.Spec(nodes[i], f"k{j}") for j, i in enumerate(chosen)]
+        if native is None and sum(s.function.total_work for s in specs) < nat.NATIVE_MIN_WORK:
+            chosen = []  # (a small plan: compiling it would cost more than it saves)
         if chosen:
-            specs = [nat.Spec(nodes[i], f"k{j}") for j, i in enumerate(chosen)]
             fallbacks = [nat.NumpyFallback(functools.partial(self.bind, nodes[i], native=False, **options))
                          for i in chosen]  # fmt: skip
             functions = self.toolchain().kernels(specs, fallbacks) or [None] * len(specs)
@@ -80,9 +83,9 @@ class NumpyBackend:
                     kernels[i] = nat.NativeKernel(self, spec, fns, fallback)
         return [k if k is not None else self.bind(n, native=native, **options) for k, n in zip(kernels, nodes)]
 
-    def why_not_native(self, node, native: bool = True) -> str | None:
-        """None when ``node`` runs as a C loop in a plan compiled with ``native``, else why not."""
-        if not native:
+    def why_not_native(self, node, native: bool | None = None) -> str | None:
+        """None when ``node`` can run as C in a plan compiled with ``native``, else why not."""
+        if native is False:
             return "native=False or GRAPHC_NATIVE=0"
         reason = csource_supports(node)
         if reason is not None:

@@ -88,7 +88,7 @@ def _storage(t):
 
 
 def lower(program: Program, backend, check_numerics: bool = False, placeholder_names=None,
-          copy_outputs: bool = True, hoist: bool = True, native: bool = True) -> Plan:  # fmt: skip
+          copy_outputs: bool = True, hoist: bool = True, native: bool | None = None) -> Plan:  # fmt: skip
     """Schedule, plan memory and generate the run function of a static-shape program.
 
     ``copy_outputs=False``: outputs may alias feeds and constants (loop bodies; see codegen).

@@ -22,12 +22,13 @@ class Body:
     """A Subgraph lowered to a Plan; ``bound(arena)(arrays) -> list of arrays`` (parameter order)."""
 
     def __init__(self, sub, backend, owner, what: str, check_numerics: bool = False, loop: bool = False,
-                 native: bool = True):  # fmt: skip
+                 native: bool | None = None):  # fmt: skip
         program = Program(sub.nodes, sub.outputs)
         # a loop body's outputs are not copied per step: the loop copies what it keeps (stacks,
         # the final state); a branch's outputs leave the cond as they are, so they are fresh
+        # (a body runs once per iteration: worth compiling to C however little one run does)
         self.plan = lower(program, backend, check_numerics, [p.node.name for p in sub.params], copy_outputs=not loop,
-                          hoist=False, native=native)  # fmt: skip
+                          hoist=False, native=True if native is None else native)  # fmt: skip
         self.owner, self.what, self.xp = owner, what, backend.xp
         self._arenas: list = []  # one arena per concurrent call of the enclosing kernel
 
@@ -67,7 +68,7 @@ class Body:
                               f"got inputs of shapes {shapes}{where(node.source)}")  # fmt: skip
 
 
-def bind_cond(node, backend, check_numerics: bool = False, native: bool = True, **_):
+def bind_cond(node, backend, check_numerics: bool = False, native: bool | None = None, **_):
     a = node.attrs
     true, false = (Body(a[k], backend, node, k.replace("_", " "), check_numerics, native=native)
                    for k in ("true_branch", "false_branch"))  # fmt: skip
@@ -83,7 +84,7 @@ def bind_cond(node, backend, check_numerics: bool = False, native: bool = True, 
     return kernel
 
 
-def bind_while(node, backend, check_numerics: bool = False, native: bool = True, **_):
+def bind_while(node, backend, check_numerics: bool = False, native: bool | None = None, **_):
     a = node.attrs
     n, m = a["n_vars"], a["max_iterations"]
     cond = Body(a["loop_cond"], backend, node, "loop condition", check_numerics, loop=True, native=native)
@@ -104,7 +105,7 @@ def bind_while(node, backend, check_numerics: bool = False, native: bool = True,
     return kernel
 
 
-def bind_scan(node, backend, check_numerics: bool = False, native: bool = True, **_):
+def bind_scan(node, backend, check_numerics: bool = False, native: bool | None = None, **_):
     a = node.attrs
     nc, nx, length, reverse = a["n_carry"], a["n_x"], a["length"], a["reverse"]
     step = Body(a["step"], backend, node, "step", check_numerics, loop=True, native=native)

@@ -96,8 +96,9 @@ class Function:
         self.inputs = tuple(inputs)
         self.opt_level = opt_level
         self.check_numerics = check_numerics
-        # kernels compiled to C where a compiler exists (backends/native.py); GRAPHC_NATIVE=0 turns it off
-        self.native = os.environ.get("GRAPHC_NATIVE", "1") != "0" if native is None else bool(native)
+        # kernels compiled to C where a compiler exists (backends/native.py): None (auto: plans with
+        # enough work), True (always) or False; GRAPHC_NATIVE=0 or 1 sets the default
+        self.native = {"0": False, "1": True}.get(os.environ.get("GRAPHC_NATIVE", "")) if native is None else native
         self.verify = verify
         self.limits = limits  # resource limits of a loaded file, checked before a plan allocates
         self.structure = structure  # rebuilds the user's output nesting from the flat outputs

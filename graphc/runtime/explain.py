@@ -44,7 +44,9 @@ def _plan(fn, signature, plan, reports, names, timings: bool) -> dict:
                 operands = [f"(%{n.inputs[0].name} @ %{n.inputs[1].name})", *operands[2:]]
             k["expression"] = body_text(n.attrs["body"], len(operands), operands)
         if why_not_native is not None and ("body" in n.attrs or REGISTRY[n.op].c_kernel is not None):
-            why = None if getattr(s.kernel, "native", False) else why_not_native(n, fn.native)
+            why = None if getattr(s.kernel, "native", False) else (
+                why_not_native(n, fn.native) or "a small plan (compiling it would cost more than it saves; native=True)"
+            )
             k["runs"] = "NumPy" if why else "C"
             if why:
                 k["why_not_c"] = why

@@ -227,7 +227,7 @@ def load(path, device: str = "cpu", limits: LoadLimits | None = None, native: bo
         bytes of stored arrays, largest tensor a plan may allocate).
     native : bool, optional
         As in ``graphc.compile``: the kernels of a loaded function run as C where a compiler
-        exists (default, unless ``GRAPHC_NATIVE=0``). Nothing from the file becomes C but
+        exists (by default for plans that do enough work). Nothing from the file becomes C but
         numbers; the C comes from graphc's own op templates.
 
     Returns
