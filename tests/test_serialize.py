@@ -521,3 +521,24 @@ def test_a_save_that_dies_before_its_rename_leaves_the_old_model_whole(tmp_path,
     gc.save(net["step"], tmp_path / "step.json")  # the next save completes and drops the orphaned sidecar
     assert len(_files(tmp_path)) == 2
     np.testing.assert_array_equal(gc.load(tmp_path / "step.json").graph.variables["w1"], net["w1"].value)
+
+
+def test_a_loaded_function_names_its_file_for_a_failure_no_step_explains(tmp_path, monkeypatch):
+    """Errors a plan step raises name the node; any other failure while a loaded function runs
+    (here: as if no step could be found) names the file, on the inference path too."""
+    from graphc.runtime.executor import Function
+
+    with gc.Graph():
+        z = gc.placeholder((4, 3), "float32", name="z")
+        t = gc.placeholder((4,), "int64", name="t")
+        fn = gc.compile(gc.softmax_cross_entropy(z, t, name="xent"))
+        path = gc.save(fn, tmp_path / "xent.json")
+    loaded = gc.load(path)
+    bad = {"z": np.zeros((4, 3), np.float32), "t": np.array([0, 1, 5, 2])}
+    with pytest.raises(gc.ExecutionError, match=r"xent.*labels must lie in"):
+        loaded(**bad)
+    monkeypatch.setattr(Function, "_error", staticmethod(lambda plan, e: None))
+    with pytest.raises(gc.ExecutionError, match=r"xent\.json: the stored program failed: ValueError"):
+        loaded(**bad)
+    with pytest.raises(ValueError, match="labels must lie in"):  # (a compiled function: raised as it is)
+        fn(**bad)

@@ -248,14 +248,14 @@ class Function:
                     for (name, _), value in zip(plan.updates, new):
                         variables[name] = value
                     graph.variables_version += 1  # (updates written in place by the plan count too)
-            else:  # (the common inference call: _run inlined)
+            else:  # (the common inference call: _run inlined, one Python call less)
                 V = read(variables)
                 C = plan.constant_values if plan.prepare is None else self._prepared(plan, V, plan.constant_values)
                 outs = plan.run(F, V, C, B)[0]
         except GraphcError:
             raise
         except Exception as e:
-            error = self._error(plan, e)
+            error = self._failure(plan, e)
             if error is None:
                 raise
             raise error from e
@@ -275,17 +275,16 @@ class Function:
         return cached[2]
 
     def _run(self, plan, F, V, C, B):
-        try:
-            if plan.prepare is not None:
-                C = self._prepared(plan, V, C)
-            return plan.run(F, V, C, B)
-        except GraphcError:
-            raise
-        except Exception as e:
-            error = self._error(plan, e)
-            if error is None:
-                raise
-            raise error from e
+        """The plan's run, after its prepared values (a call's errors become GraphcErrors in
+        ``__call__``, through ``_failure``)."""
+        if plan.prepare is not None:
+            C = self._prepared(plan, V, C)
+        return plan.run(F, V, C, B)
+
+    def _failure(self, plan, e: Exception) -> GraphcError | None:
+        """The error to raise for ``e``, raised while ``plan`` ran: an ExecutionError naming the
+        step that raised it, or None (raise ``e`` itself) when no step did."""
+        return self._error(plan, e)
 
     @staticmethod
     def _error(plan, e: Exception) -> ExecutionError | None:

@@ -334,13 +334,11 @@ class LoadedFunction(Function):
             raise FormatError(f"{self.path}: the stored program cannot be compiled for inputs of shapes "
                               f"{shapes}: {type(e).__name__}: {e}") from e  # fmt: skip
 
-    def _run(self, plan, F, V, C, B):
-        try:
-            return super()._run(plan, F, V, C, B)
-        except (GraphcError, MemoryError):
-            raise
-        except Exception as e:
-            raise ExecutionError(f"{self.path}: the stored program failed: {type(e).__name__}: {e}") from e
+    def _failure(self, plan, e: Exception) -> GraphcError | None:
+        error = super()._failure(plan, e)
+        if error is None and not isinstance(e, MemoryError):
+            error = ExecutionError(f"{self.path}: the stored program failed: {type(e).__name__}: {e}")
+        return error
 
 
 def restore_checkpoint(obj, path, limits: LoadLimits | None = None) -> None:
