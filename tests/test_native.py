@@ -242,24 +242,30 @@ GRAD_INPUTS = {  # x shape, w shape, conv2d keyword arguments: the forward convo
 }
 
 
-@pytest.mark.parametrize("geometry", list(GRAD_INPUTS))
-def test_conv2d_input_gradient_in_c(geometry):
-    """At stride 1 the input gradient is a direct convolution of g with flipped, channel-swapped
-    weights: against the col2im kernel, in float64."""
-    xs, ws, kw = GRAD_INPUTS[geometry]
-    rng = np.random.default_rng(14)
+def _check_conv_gradient(op: str, geometry: tuple, seed: int, tol: float) -> None:
+    """The gradient op ``op`` of the convolution ``geometry`` (x shape, w shape, conv2d keywords)
+    in C against its NumPy kernel, in float64; the C function takes every call."""
+    xs, ws, kw = geometry
+    rng = np.random.default_rng(seed)
     xv, wv = rng.standard_normal(xs), rng.standard_normal(ws)
     with gc.Graph():
         x, w = gc.placeholder(xs, "float64", name="x"), gc.placeholder(ws, "float64", name="w")
         y = gc.conv2d(x, w, **kw)
         g = gc.placeholder(y.shape, "float64", name="g")
-        dx = apply("conv2d_grad_input", g, w, x, **y.node.attrs)
-        fc, fnp = both(dx)
+        args = (g, w, x) if op == "conv2d_grad_input" else (x, g, w)
+        fc, fnp = both(apply(op, *args, **y.node.attrs))
     (step,) = fc.plan.steps
     assert isinstance(step.kernel, native.NativeKernel), fc.explain()
     gv = rng.standard_normal(y.shape)
-    np.testing.assert_allclose(fc(g=gv, w=wv, x=xv), fnp(g=gv, w=wv, x=xv), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fc(g=gv, w=wv, x=xv), fnp(g=gv, w=wv, x=xv), rtol=tol, atol=tol)
     assert step.kernel.numpy is None
+
+
+@pytest.mark.parametrize("geometry", list(GRAD_INPUTS))
+def test_conv2d_input_gradient_in_c(geometry):
+    """At stride 1 the input gradient is a direct convolution of g with flipped, channel-swapped
+    weights: against the col2im kernel."""
+    _check_conv_gradient("conv2d_grad_input", GRAD_INPUTS[geometry], 14, 1e-12)
 
 
 GRAD_WEIGHTS = {  # x shape, w shape, conv2d keyword arguments: the forward convolution
@@ -276,21 +282,9 @@ GRAD_WEIGHTS = {  # x shape, w shape, conv2d keyword arguments: the forward conv
 
 @pytest.mark.parametrize("geometry", list(GRAD_WEIGHTS))
 def test_conv2d_weight_gradient_in_c(geometry):
-    """Taps in blocks of four against the im2col + GEMM kernel, in float64; a last partial block
-    (9 or 18 taps) and out-of-image taps included."""
-    xs, ws, kw = GRAD_WEIGHTS[geometry]
-    rng = np.random.default_rng(15)
-    xv, wv = rng.standard_normal(xs), rng.standard_normal(ws)
-    with gc.Graph():
-        x, w = gc.placeholder(xs, "float64", name="x"), gc.placeholder(ws, "float64", name="w")
-        y = gc.conv2d(x, w, **kw)
-        g = gc.placeholder(y.shape, "float64", name="g")
-        fc, fnp = both(apply("conv2d_grad_weight", x, g, w, **y.node.attrs))
-    (step,) = fc.plan.steps
-    assert isinstance(step.kernel, native.NativeKernel), fc.explain()
-    gv = rng.standard_normal(y.shape)
-    np.testing.assert_allclose(fc(g=gv, w=wv, x=xv), fnp(g=gv, w=wv, x=xv), rtol=1e-11, atol=1e-11)
-    assert step.kernel.numpy is None
+    """Taps in blocks of four against the im2col + GEMM kernel; a last partial block (9 or 18
+    taps) and out-of-image taps included."""
+    _check_conv_gradient("conv2d_grad_weight", GRAD_WEIGHTS[geometry], 15, 1e-11)
 
 
 def test_a_strided_conv2d_input_gradient_stays_col2im():

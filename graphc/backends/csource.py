@@ -23,6 +23,7 @@ from ..ops.registry import ELEMENTWISE, REGISTRY
 # What the op templates need beyond C's <tgmath.h>: NumPy's maximum/minimum propagate NaN (C's
 # fmax does not); sign keeps NaN and zeros.
 PRELUDE = r"""#include <stdint.h>
+#include <stdlib.h>
 #include <tgmath.h>
 #define max(a, b) __extension__({ __typeof__((a) + (b)) a_ = (a), b_ = (b); (a_ != a_ || a_ > b_) ? a_ : b_; })
 #define min(a, b) __extension__({ __typeof__((a) + (b)) a_ = (a), b_ = (b); (a_ != a_ || a_ < b_) ? a_ : b_; })
@@ -53,15 +54,12 @@ def vector_math_declarations() -> str:
 
 
 def supports(node) -> str | None:
-    """None when ``node`` can run as C, else why not (for explain)."""
+    """None when ``node`` may run as C, else why not (for explain): the checks that need no C.
+    ``function`` may still find these types or attributes have none (a large convolution)."""
     if not all(t.type.is_static for t in node.inputs) or not all(t.is_static for t in node.types):
         return "a dim known only at run time"
     if node.op not in ("fused_elementwise", "fused_matmul") and not _elementwise(node):
-        opdef = REGISTRY[node.op]
-        if opdef.c_kernel is None:
-            return "no C kernel"
-        made = opdef.c_kernel("k", [t.type for t in node.inputs], node.types[0], **node.attrs)
-        return made if isinstance(made, str) else None
+        return "no C kernel" if REGISTRY[node.op].c_kernel is None else None
     for t in node.inputs[2:] if node.op == "fused_matmul" else node.inputs:
         if t.type.dtype not in C_TYPES:
             return f"input dtype {t.type.dtype}"
@@ -70,10 +68,6 @@ def supports(node) -> str | None:
             return f"{op} has no C expression"
         if np.dtype(dtype) not in C_TYPES:
             return f"{op} computes {np.dtype(dtype)}"
-    if node.attrs.get("reduce") is not None:
-        made = _reduction(node, "k")
-        if isinstance(made, str):
-            return f"a fused reduction: {made}"
     return None
 
 
@@ -153,8 +147,8 @@ def kernel_source(name: str, body, in_dtypes, out_dtype, loop: Loop) -> str:
         lines.append("    if (lo < hi) {")
     pad = "    " * (max(rank, 1) + 1)
 
-    def offset(strides):
-        terms = [f"i{k} * {s}" if s != 1 else f"i{k}" for k, s in enumerate(strides) if s]
+    def offset(steps):
+        terms = [f"i{k} * {s}" if s != 1 else f"i{k}" for k, s in enumerate(steps) if s]
         return " + ".join(terms) or "0"
 
     args = []
@@ -183,10 +177,11 @@ def body_of(node) -> tuple:
     return ((node.op, tuple(range(len(node.inputs))), attrs, node.types[0].dtype.str),)
 
 
-def function(node, name: str) -> tuple[list, CFunction, bool]:
-    """The node's C function, the types of the inputs it reads, and whether NumPy's GEMM runs
-    first: a fused matmul's epilogue then reads the product, computed into the output buffer, in
-    place of the two operands (a small product is computed in C instead, see ``small_gemm``)."""
+def function(node, name: str) -> tuple[list, CFunction | str, bool]:
+    """The node's C function (or why these types or attributes have none), the types of the
+    inputs it reads, and whether NumPy's GEMM runs first: a fused matmul's epilogue then reads the
+    product, computed into the output buffer, in place of the two operands (a small product is
+    computed in C instead, see ``small_gemm``). Call it on nodes ``supports``."""
     out_type = node.types[0]
     in_types = [t.type for t in node.inputs]
     if node.op not in ("fused_elementwise", "fused_matmul") and not _elementwise(node):
@@ -198,7 +193,8 @@ def function(node, name: str) -> tuple[list, CFunction, bool]:
             return in_types, small, False
         in_types = [out_type, *in_types[2:]]
     if node.attrs.get("reduce") is not None:
-        return in_types, _reduction(node, name), False
+        made = _reduction(node, name)
+        return in_types, f"a fused reduction: {made}" if isinstance(made, str) else made, False
     loop = loop_nest([t.shape for t in in_types], out_type.shape)
     source = kernel_source(name, body, [t.dtype for t in in_types], out_type.dtype, loop)
     work = max(loop.row_size, 1) * len(body)
@@ -238,7 +234,7 @@ int {name}(char **p, int64_t lo, int64_t hi) {{
     return 0;
 }}
 """
-    return CFunction("#include <stdlib.h>\n" + source, 1, math.prod(out.shape), work=size * (len(body) + 1))
+    return CFunction(source, 1, math.prod(out.shape), work=size * (len(body) + 1))
 
 
 # A product with at most this many rows (batch-1 inference) is computed in C with its epilogue,

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NativeWarning
+from ..ops.linalg import gemm
 from . import csource
 
 # Work (ops of a fused body, multiply-adds of a convolution ... per element) before a C kernel
@@ -390,6 +391,7 @@ class Spec:
         self.node = node
         self.name = name
         in_types, self.function, self.matmul = csource.function(node, name)  # matmul: NumPy's GEMM first
+        self.reason = self.function if isinstance(self.function, str) else None  # (why there is no C)
         types = (*in_types, node.types[0])
         self.lens = tuple(math.prod(t.shape) * t.dtype.itemsize for t in types)
         self.formats = "".join(_format(t.dtype) for t in types)
@@ -456,8 +458,6 @@ class NativeKernel:
             if self.two_d and out.flags.c_contiguous:
                 np.dot(a.T if self.flags[0] else a, b.T if self.flags[1] else b, out=out)
             else:
-                from ..ops.linalg import gemm
-
                 gemm(np, a, b, out, *self.flags)
             args = (out, *rest)
         if len(self.ranges) == 1:

@@ -70,24 +70,28 @@ class NumpyBackend:
         from . import native as nat
 
         kernels = [None] * len(nodes)
-        chosen = [i for i, n in enumerate(nodes) if self.why_not_native(n, native) is None]
-        specs = [nat.Spec(nodes[i], f"k{j}") for j, i in enumerate(chosen)]
-        if native is None and sum(s.function.total_work for s in specs) < nat.NATIVE_MIN_WORK:
-            chosen = []  # (a small plan: compiling it would cost more than it saves)
-        if chosen:
-            fallbacks = [nat.NumpyFallback(functools.partial(self.bind, nodes[i], native=False, **options))
-                         for i in chosen]  # fmt: skip
-            functions = self.toolchain().kernels(specs, fallbacks) or [None] * len(specs)
-            for i, spec, fns, fallback in zip(chosen, specs, functions, fallbacks):
-                if fns is not None:
-                    kernels[i] = nat.NativeKernel(self, spec, fns, fallback)
+        if native is not False:
+            specs = [(i, nat.Spec(n, f"k{i}")) for i, n in enumerate(nodes) if csource_supports(n) is None]
+            specs = [(i, s) for i, s in specs if s.reason is None]
+            if native is None and sum(s.function.total_work for _, s in specs) < nat.NATIVE_MIN_WORK:
+                specs = []  # (a small plan: compiling it would cost more than it saves)
+            toolchain = self.toolchain() if specs else None
+            if specs and not (toolchain.unavailable or toolchain.failed):
+                fallbacks = [nat.NumpyFallback(functools.partial(self.bind, nodes[i], native=False, **options))
+                             for i, _ in specs]  # fmt: skip
+                functions = toolchain.kernels([s for _, s in specs], fallbacks) or [None] * len(specs)
+                for (i, spec), fns, fallback in zip(specs, functions, fallbacks):
+                    if fns is not None:
+                        kernels[i] = nat.NativeKernel(self, spec, fns, fallback)
         return [k if k is not None else self.bind(n, native=native, **options) for k, n in zip(kernels, nodes)]
 
     def why_not_native(self, node, native: bool | None = None) -> str | None:
         """None when ``node`` can run as C in a plan compiled with ``native``, else why not."""
+        from .native import Spec
+
         if native is False:
             return "native=False or GRAPHC_NATIVE=0"
-        reason = csource_supports(node)
+        reason = csource_supports(node) or Spec(node, "k").reason
         if reason is not None:
             return reason
         toolchain = self.toolchain()

@@ -123,7 +123,6 @@ def conv2d_grad_weight(name, in_types, out_type, stride, padding, dilation, grou
     blocks = -(-taps // b)
     last = taps - (blocks - 1) * b
     source = f"""
-#include <stdlib.h>
 int {name}(char **p, int64_t lo, int64_t hi) {{
     const {ct} *x = (const {ct} *)p[0], *g = (const {ct} *)p[1];
     {ct} *dw = ({ct} *)p[3];
@@ -191,7 +190,6 @@ def _direct(name, ct, x_shape, out_shape, kernel, groups, stride, pads, dilation
     body = "\n".join("            " + line for line in tile(TILE))
     tail = "\n".join("            " + line for line in tile(wo % TILE)) if wo % TILE else ""
     source = f"""
-#include <stdlib.h>
 int {name}(char **p, int64_t lo, int64_t hi) {{
     const {ct} *x = (const {ct} *)p[0], *w = (const {ct} *)p[1];
     {ct} *y = ({ct} *)p[{out_arg}];
