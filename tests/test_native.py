@@ -718,6 +718,16 @@ def test_a_loop_body_is_compiled_however_small():
     np.testing.assert_allclose(fn(h0=h, xs=x), want, rtol=1e-6)
 
 
+def test_a_bad_native_setting_is_a_compile_error(monkeypatch):
+    with gc.Graph():
+        x = gc.placeholder((4, 5), "float32", name="x")
+        with pytest.raises(gc.CompileError, match=r"native must be True, False or None: got 'yes'"):
+            gc.compile(gc.tanh(x), native="yes")
+        monkeypatch.setenv("GRAPHC_NATIVE", "on")
+        with pytest.raises(gc.CompileError, match=r"GRAPHC_NATIVE must be 0 or 1 \(or unset\): got 'on'"):
+            gc.compile(gc.tanh(x))
+
+
 def test_graphc_native_0_turns_the_default_off(monkeypatch):
     monkeypatch.setenv("GRAPHC_NATIVE", "0")
     with gc.Graph():

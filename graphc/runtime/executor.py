@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ExecutionError, FeedError, GraphcError, where
+from ..errors import CompileError, ExecutionError, FeedError, GraphcError, where
 from ..ir import Subgraph, Tensor
 from ..ir.types import fmt_shape
 from ..lower import lower
@@ -68,6 +68,14 @@ def _check_update_shape(name: str, shape: tuple, new: tuple, feeds: dict) -> Non
                         f"for feeds of shapes {fed}")  # fmt: skip
 
 
+def _native_default() -> bool | None:
+    """GRAPHC_NATIVE: unset (None: C for plans worth compiling), 0 (never) or 1 (always)."""
+    value = os.environ.get("GRAPHC_NATIVE", "")
+    if value not in ("", "0", "1"):
+        raise CompileError(f"the environment variable GRAPHC_NATIVE must be 0 or 1 (or unset): got {value!r}")
+    return {"0": False, "1": True}.get(value)
+
+
 def _dims_match(shape: tuple, dims: list) -> bool:
     return all(shape[i] == d for i, d in dims)
 
@@ -98,7 +106,9 @@ class Function:
         self.check_numerics = check_numerics
         # kernels compiled to C where a compiler exists (backends/native.py): None (auto: plans with
         # enough work), True (always) or False; GRAPHC_NATIVE=0 or 1 sets the default
-        self.native = {"0": False, "1": True}.get(os.environ.get("GRAPHC_NATIVE", "")) if native is None else native
+        self.native = _native_default() if native is None else native
+        if self.native not in (None, True, False):
+            raise CompileError(f"compile: native must be True, False or None: got {native!r}")
         self.verify = verify
         self.limits = limits  # resource limits of a loaded file, checked before a plan allocates
         self.structure = structure  # rebuilds the user's output nesting from the flat outputs
