@@ -187,7 +187,8 @@ def test_loop_nest_merges_contiguous_dims():
 
 
 def test_epilogue_of_a_matmul_in_c():
-    """GEMM + bias + relu (and with transposed operands): the GEMM is NumPy's, the epilogue C."""
+    """GEMM + bias + relu with a transposed operand: one C function (the GEMM is BLAS's, called
+    from C where backends/blas.py found it), the same bits as NumPy's kernel."""
     rng = np.random.default_rng(2)
     av, bv, cv = (rng.standard_normal(s).astype(np.float32) for s in ((128, 96), (64, 96), (64,)))
     with gc.Graph():

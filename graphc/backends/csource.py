@@ -18,12 +18,13 @@ import numpy as np
 
 from ..ir.types import broadcast_shapes
 from ..ops.ckernel import C_TYPES, CFunction
-from ..ops.registry import ELEMENTWISE, REGISTRY
+from ..ops.registry import ELEMENTWISE, MATMUL, REGISTRY
 
 # What the op templates need beyond C's <tgmath.h>: NumPy's maximum/minimum propagate NaN (C's
 # fmax does not); sign keeps NaN and zeros.
 PRELUDE = r"""#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <tgmath.h>
 #define max(a, b) __extension__({ __typeof__((a) + (b)) a_ = (a), b_ = (b); (a_ != a_ || a_ > b_) ? a_ : b_; })
 #define min(a, b) __extension__({ __typeof__((a) + (b)) a_ = (a), b_ = (b); (a_ != a_ || a_ < b_) ? a_ : b_; })
@@ -35,6 +36,22 @@ PRELUDE = r"""#include <stdint.h>
 #else
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
+/* The CBLAS GEMMs of the BLAS NumPy loaded (backends/blas.py), set by graphc_set_gemm when the
+   library is loaded: C = alpha * op(A) @ op(B) + beta * C, integers passed as 64-bit. */
+typedef void (*graphc_sgemm_t)(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float, const float *,
+                               int64_t, const float *, int64_t, float, float *, int64_t);
+typedef void (*graphc_dgemm_t)(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, double, const double *,
+                               int64_t, const double *, int64_t, double, double *, int64_t);
+static graphc_sgemm_t graphc_sgemm;
+static graphc_dgemm_t graphc_dgemm;
+void graphc_set_gemm(void *s, void *d) {
+    graphc_sgemm = (graphc_sgemm_t)s;
+    graphc_dgemm = (graphc_dgemm_t)d;
+}
+/* whether the byte ranges [a, a + na) and [b, b + nb) share a byte */
+static inline int graphc_overlap(const void *a, int64_t na, const void *b, int64_t nb) {
+    return (const char *)a < (const char *)b + nb && (const char *)b < (const char *)a + na;
+}
 """
 
 # Math functions used by op templates that glibc's libmvec has vector versions of (single and
@@ -58,6 +75,10 @@ def supports(node) -> str | None:
     ``function`` may still find these types or attributes have none (a large convolution)."""
     if not all(t.type.is_static for t in node.inputs) or not all(t.is_static for t in node.types):
         return "a dim known only at run time"
+    if REGISTRY[node.op].kind == MATMUL:  # (a fused matmul's epilogue runs as C after any GEMM)
+        if node.inputs[0].ndim != 2 or node.inputs[1].ndim != 2:
+            return "a batched matmul"
+        return None if node.types[0].dtype in (np.float32, np.float64) else f"a {node.types[0].dtype} matmul"
     if node.op not in ("fused_elementwise", "fused_matmul") and not _elementwise(node):
         return "no C kernel" if REGISTRY[node.op].c_kernel is None else None
     for t in node.inputs[2:] if node.op == "fused_matmul" else node.inputs:
@@ -177,21 +198,30 @@ def body_of(node) -> tuple:
     return ((node.op, tuple(range(len(node.inputs))), attrs, node.types[0].dtype.str),)
 
 
-def function(node, name: str) -> tuple[list, CFunction | str, bool]:
+def is_gemm(node) -> bool:
+    """A matmul, or a fused matmul: a GEMM (then an epilogue)."""
+    return node.op == "fused_matmul" or REGISTRY[node.op].kind == MATMUL
+
+
+def function(node, name: str, blas: bool = False) -> tuple[list, CFunction | str, bool]:
     """The node's C function (or why these types or attributes have none), the types of the
-    inputs it reads, and whether NumPy's GEMM runs first: a fused matmul's epilogue then reads the
-    product, computed into the output buffer, in place of the two operands (a small product is
-    computed in C instead, see ``small_gemm``). Call it on nodes ``supports``."""
+    inputs it reads, and whether NumPy's GEMM runs first. A product calls the BLAS GEMM from C
+    (``blas``: backends/blas.py found one; see ``blas_gemm``), or is computed in C when it has
+    few rows (``small_gemm``); else NumPy's GEMM runs first, into the output buffer, and a fused
+    matmul's epilogue then reads the product there in place of the two operands. Call it on
+    nodes ``supports``."""
     out_type = node.types[0]
     in_types = [t.type for t in node.inputs]
-    if node.op not in ("fused_elementwise", "fused_matmul") and not _elementwise(node):
+    if is_gemm(node):
+        made = small_gemm(node, name) or (blas_gemm(node, name) if blas else None)
+        if made is not None:
+            return in_types, made, False
+        if node.op != "fused_matmul":
+            return in_types, "a matmul with no BLAS to call from C (NumPy calls it)", False
+        in_types = [out_type, *in_types[2:]]
+    elif node.op != "fused_elementwise" and not _elementwise(node):
         return in_types, REGISTRY[node.op].c_kernel(name, in_types, out_type, **node.attrs), False
     body = body_of(node)
-    if node.op == "fused_matmul":
-        small = small_gemm(node, name)
-        if small is not None:
-            return in_types, small, False
-        in_types = [out_type, *in_types[2:]]
     if node.attrs.get("reduce") is not None:
         made = _reduction(node, name)
         return in_types, f"a fused reduction: {made}" if isinstance(made, str) else made, False
@@ -294,7 +324,7 @@ def small_gemm(node, name: str) -> CFunction | None:
         for j, t in enumerate(rest)
     )
     args = [f"a{j}" for j in range(len(rest) + 1)]
-    body = "".join(f"\n            {line}" for line in expression(node.attrs["body"], args, ct))
+    body = "".join(f"\n            {line}" for line in expression(node.attrs.get("body", ()), args, ct))
     source = f"""int {name}(char **p, int64_t lo, int64_t hi) {{
     if (lo >= hi) return 0;
     const {ct} *A = (const {ct} *)p[0], *B = (const {ct} *)p[1];{pointers}
@@ -317,3 +347,136 @@ def small_gemm(node, name: str) -> CFunction | None:
 def _index(st) -> str:
     """The offset of element (i, j) of an operand with these strides."""
     return " + ".join(f"{v} * {s}" for v, s in zip(("i", "j"), st) if s) or "0"
+
+
+def blas_gemm(node, name: str) -> CFunction | None:
+    """A 2-D product (plain or fused) as one C function calling the BLAS GEMM (csource's
+    ``graphc_sgemm``/``graphc_dgemm``), or None for other types. Two forms:
+
+    - accumulate: an epilogue ``alpha * product + beta * x``, where alpha and beta are computed
+      from inputs of one element and x is an input of the output's type (``w - lr * g``, an SGD
+      update; a plain matmul is alpha 1, no x), is BLAS's own: x is copied to the output (unless
+      it is the output: an in-place update) and the GEMM accumulates into it;
+    - epilogue: the GEMM writes the output (or scratch memory, when an epilogue input shares the
+      output's memory), then the epilogue runs over it as a fused body's C loop.
+
+    It declines (NumPy's kernel then runs the call) when no GEMM was set, when the output shares
+    memory with an operand of the GEMM, and when alpha or beta is 0 at run time (BLAS would skip
+    a product or input that NumPy multiplies by 0, NaN included)."""
+    a, b = node.inputs[0].type, node.inputs[1].type
+    out = node.types[0]
+    if a.ndim != 2 or b.ndim != 2 or not a.dtype == b.dtype == out.dtype or out.dtype not in (np.float32, np.float64):
+        return None
+    m, n = out.shape
+    ta, tb = node.attrs.get("transpose_a", False), node.attrs.get("transpose_b", False)
+    k = a.shape[0] if ta else a.shape[1]
+    if not m * n * k:
+        return None
+    ct, size = C_TYPES[out.dtype], m * n * out.dtype.itemsize
+    gemm = "graphc_sgemm" if out.dtype == np.float32 else "graphc_dgemm"
+    rest = [t.type for t in node.inputs[2:]]
+    nbytes = [math.prod(t.shape) * t.dtype.itemsize for t in (a, b, *rest)]
+    y = f"p[{len(rest) + 2}]"
+
+    def call(alpha: str, beta: str, c: str) -> str:
+        flags = f"{112 if ta else 111}, {112 if tb else 111}"
+        return (f"{gemm}(101, {flags}, {m}, {n}, {k}, {alpha}, (const {ct} *)p[0], {m if ta else k}, "
+                f"(const {ct} *)p[1], {k if tb else n}, {beta}, ({ct} *){c}, {n});")  # fmt: skip
+
+    checks = " || ".join([f"!{gemm}"] + [f"graphc_overlap(p[{i}], {nbytes[i]}, {y}, {size})" for i in (0, 1)])
+    head = f"int {name}(char **p, int64_t lo, int64_t hi) {{\n    if (lo >= hi) return 0;\n    if ({checks}) return 1;"
+    affine = _affine(node.attrs.get("body", ()), rest, out)
+    if affine is not None:
+        alpha, beta, x = affine
+        copy = ""
+        if x is not None:
+            copy = f"""
+    if (p[{x + 2}] != {y}) {{
+        if (graphc_overlap(p[{x + 2}], {size}, {y}, {size})) return 1;
+        memcpy({y}, p[{x + 2}], {size});
+    }}"""
+        source = f"""{head}
+    const {ct} alpha = {alpha}, beta = {beta};  /* read before the output is written */
+    if (alpha == 0 || beta == 0) return 1;{copy}
+    {call("alpha", "beta" if x is not None else "0", y)}
+    return 0;
+}}
+"""
+        return CFunction(source, 1, m * n, work=m * n)  # (the GEMM is BLAS's work, in C or not)
+    body = node.attrs["body"]
+    loop = loop_nest([out.shape, *(t.shape for t in rest)], out.shape)
+    epilogue = kernel_source(f"{name}_epilogue", body, [out.dtype, *(t.dtype for t in rest)], out.dtype, loop)
+    shared = " || ".join(f"graphc_overlap(p[{j + 2}], {nbytes[j + 2]}, {y}, {size})" for j in range(len(rest)))
+    operands = ", ".join(["(char *)g", *(f"p[{j + 2}]" for j in range(len(rest))), y])
+    source = f"""{epilogue}
+{head}
+    {ct} *g = ({ct} *){y};
+    if ({shared or "0"}) {{  /* the GEMM would overwrite an input of the epilogue: scratch */
+        g = ({ct} *)malloc({size});
+        if (!g) return 1;
+    }}
+    {call("1", "0", "g")}
+    char *q[] = {{{operands}}};
+    {name}_epilogue(q, 0, {loop.rows});
+    if (g != ({ct} *){y}) free(g);
+    return 0;
+}}
+"""
+    return CFunction(source, 1, m * n, work=m * n * len(body))
+
+
+def _affine(body, rest, out):
+    """(alpha, beta, j) when ``body`` computes alpha * product + beta * input j (j None: no such
+    term), alpha and beta as C expressions over inputs of one element; else None.
+
+    Each value is a C expression (of one-element inputs only) or a linear form {term: coefficient}
+    with terms "G" (the product, body input 0) and the indices of inputs of the output's type."""
+    ct = C_TYPES[out.dtype]
+    vals: list = [{"G": "1"}]
+    for j, t in enumerate(rest):
+        if t.dtype != out.dtype:
+            vals.append(None)
+        elif math.prod(t.shape) == 1:
+            vals.append(f"(({ct} *)p[{j + 2}])[0]")
+        else:
+            vals.append({j: "1"} if t.shape == out.shape else None)
+    for op, args, attrs, dtype in body:
+        xs = [vals[i] for i in args]
+        ok = not attrs and np.dtype(dtype) == out.dtype and None not in xs
+        vals.append(_linear(op, xs) if ok else None)
+    form = vals[-1]
+    if not isinstance(form, dict) or "G" not in form or len(form) > 2:
+        return None
+    x = next((term for term in form if term != "G"), None)
+    return form["G"], "1" if x is None else form[x], x
+
+
+def _linear(op, xs):
+    """The value of ``op`` on scalars and linear forms, when it is one of them (else None)."""
+    forms = [isinstance(x, dict) for x in xs]
+
+    def scaled(form: dict, c: str) -> dict:
+        return {t: f"({v} * {c})" for t, v in form.items()}
+
+    if op == "negative":
+        return scaled(xs[0], "-1") if forms[0] else f"(-{xs[0]})"
+    if len(xs) != 2:
+        return None
+    x, y = xs
+    if op in ("add", "subtract"):
+        sign = "+" if op == "add" else "-"
+        if not any(forms):
+            return f"({x} {sign} {y})"
+        if not all(forms):
+            return None
+        merged = dict(x)
+        for t, v in y.items():
+            merged[t] = f"({merged[t]} {sign} {v})" if t in merged else (v if op == "add" else f"(-{v})")
+        return merged
+    if op == "multiply":
+        if all(forms):
+            return None
+        return scaled(x, y) if forms[0] else scaled(y, x) if forms[1] else f"({x} * {y})"
+    if op == "divide" and not forms[1]:
+        return {t: f"({v} / {y})" for t, v in x.items()} if forms[0] else f"({x} / {y})"
+    return None

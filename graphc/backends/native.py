@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import NativeWarning
 from ..ops.linalg import gemm
-from . import csource
+from . import blas, csource
 
 # Work (ops of a fused body, multiply-adds of a convolution ... per element) before a C kernel
 # splits its rows over the thread pool: handing a range to a thread and waiting for it costs
@@ -106,6 +106,9 @@ class Toolchain:
             lib = self._library(module_source(specs)) if glue is not None else None
             if lib is None:
                 return None
+            found = blas.gemm() if any(csource.is_gemm(s.node) for s in specs) else None
+            if found is not None and found.sgemm is not None:  # (until set, BLAS kernels decline calls)
+                lib.graphc_set_gemm(ctypes.c_void_p(found.sgemm), ctypes.c_void_p(found.dgemm))
             return [glue.kernel(ctypes.cast(getattr(lib, s.name), ctypes.c_void_p).value, s.name, s.lens,
                                 s.formats, s.function.rows, max(s.function.row_size, 1), RELEASE_GIL_MIN,
                                 functools.partial(np.empty, s.node.types[0].shape, s.node.types[0].dtype), fb)
@@ -390,7 +393,8 @@ class Spec:
     def __init__(self, node, name: str):
         self.node = node
         self.name = name
-        in_types, self.function, self.matmul = csource.function(node, name)  # matmul: NumPy's GEMM first
+        found = csource.is_gemm(node) and blas.gemm().sgemm is not None
+        in_types, self.function, self.matmul = csource.function(node, name, blas=found)  # matmul: NumPy's GEMM first
         self.reason = self.function if isinstance(self.function, str) else None  # (why there is no C)
         types = (*in_types, node.types[0])
         self.lens = tuple(math.prod(t.shape) * t.dtype.itemsize for t in types)
@@ -453,13 +457,14 @@ class NativeKernel:
         if out is None:
             out = np.empty(self.shape, self.dtype)
         args = arrays
-        if self.matmul:
+        if self.matmul:  # the product into out, or scratch when out is an epilogue input
             a, b, *rest = arrays
+            g = np.empty(self.shape, self.dtype) if any(out is r for r in rest) else out
             if self.two_d and out.flags.c_contiguous:
-                np.dot(a.T if self.flags[0] else a, b.T if self.flags[1] else b, out=out)
+                np.dot(a.T if self.flags[0] else a, b.T if self.flags[1] else b, out=g)
             else:
-                gemm(np, a, b, out, *self.flags)
-            args = (out, *rest)
+                gemm(np, a, b, g, *self.flags)
+            args = (g, *rest)
         if len(self.ranges) == 1:
             done = self.fn(*args, out, *self.ranges[0])
         else:

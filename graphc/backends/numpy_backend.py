@@ -170,9 +170,9 @@ class FusedKernel:
     def __call__(self, *arrays, out=None):
         if out is None:
             out = np.empty(self.out_type.shape, self.out_type.dtype)
-        if self.matmul:
+        if self.matmul:  # (into a new array when out is an epilogue input: a variable updated in place)
             a, b, *rest = arrays
-            arrays = (gemm(np, a, b, out, *self.flags), *rest)
+            arrays = (gemm(np, a, b, None if any(out is r for r in rest) else out, *self.flags), *rest)
         if self.flat:
             arrays = [a.reshape(-1) if s else np.asarray(a).reshape(()) for a, s in zip(arrays, self.sliced)]
         if self.full_reduce:
@@ -257,11 +257,15 @@ def _generate(body, n_in: int, sliced, out_type, gemm_flags, reduce, full_reduce
     whole = [f"def whole({', '.join(params)}, out=None):"]
     whole.append("    if out is None:")
     whole.append("        out = np.empty(SHAPE, DTYPE)")
+    # the product goes to out, or to a new array when out is an epilogue input (a variable
+    # updated in place: OpDef.elementwise_from)
+    target = f"None if {' or '.join(f'out is {x}' for x in ins[1:])} else out" if n_in > 1 else "out"
     if gemm_flags is not None and gemm_flags[2]:  # np.dot straight to BLAS (see linalg.gemm)
         a, b = "a.T" if gemm_flags[0] else "a", "b.T" if gemm_flags[1] else "b"
-        whole.append(f"    x0 = np.dot({a}, {b}, out=out) if out.flags.c_contiguous else np.matmul({a}, {b}, out=out)")
+        whole.append(f"    g = {target}")
+        whole.append(f"    x0 = np.dot({a}, {b}, out=g) if out.flags.c_contiguous else np.matmul({a}, {b}, out=g)")
     elif gemm_flags is not None:
-        whole.append(f"    x0 = gemm(np, a, b, out, {gemm_flags[0]}, {gemm_flags[1]})")
+        whole.append(f"    x0 = gemm(np, a, b, {target}, {gemm_flags[0]}, {gemm_flags[1]})")
     vals = list(ins)
     for i, (fn, args) in enumerate(calls):
         dst = "out" if i == last and reduce is None else "None"

@@ -57,9 +57,10 @@ def _inplace_updates(program: Program, compute: list) -> dict:
     """update value tensor -> variable name, for updates safe to write into the variable itself.
 
     Safe when the value's kernel accepts ``out=``, nothing else reads the value, it is not an
-    output, the kernel either works element by element on the variable itself or does not read
-    the variable, and no other in-place update reads the variable (they all run last). Reading
-    a view of a variable (its transpose) counts as reading it, and is not element by element.
+    output, the kernel reads the variable itself only as inputs it reads element by element (all
+    of an elementwise op's, a fused matmul's epilogue inputs: OpDef.elementwise_from) or does not
+    read it, and no other in-place update reads the variable (they all run last). Reading a view
+    of a variable (its transpose) counts as reading it, and is not element by element.
     """
     users = program.consumers()
     var_node = {n.name: n for n in program.nodes if n.op == "variable"}
@@ -69,8 +70,9 @@ def _inplace_updates(program: Program, compute: list) -> dict:
         if name not in var_node:
             continue  # the function never reads this variable, so it has no array to write into
         opdef = REGISTRY[node.op]
-        reads = [i for i in node.inputs if _storage(i) is var_node[name]]
-        elementwise = opdef.writes_inplace and all(i.node is var_node[name] for i in reads)
+        reads = [(k, i) for k, i in enumerate(node.inputs) if _storage(i) is var_node[name]]
+        first = 0 if opdef.writes_inplace else opdef.elementwise_from
+        elementwise = first is not None and all(k >= first and i.node is var_node[name] for k, i in reads)
         if (opdef.writes_out and len(node.types) == 1 and len(users[node]) == 1
                 and node.types[0] == var_node[name].types[0] and (elementwise or not reads)):  # fmt: skip
             cands[t] = name

@@ -94,8 +94,11 @@ def _matmul_infer(a: TensorType, b: TensorType, *rest: TensorType, body, transpo
 
 
 def _matmul_kernel(xp, a, b, *rest, body, transpose_a=False, transpose_b=False, out=None):
-    mm = gemm(xp, a, b, out, transpose_a, transpose_b)  # the GEMM writes the planned buffer; the epilogue runs in place
-    return run_body(xp, body, (mm, *rest), out=mm)
+    """The GEMM writes the planned buffer and the epilogue runs in place, unless ``out`` is an
+    epilogue input (a variable updated in place): then the product goes to a new array."""
+    target = None if any(out is r for r in rest) else out
+    mm = gemm(xp, a, b, target, transpose_a, transpose_b)
+    return run_body(xp, body, (mm, *rest), out=mm if out is None else out)
 
 
 def _matmul_grad(g, out, a, b, *rest, body, transpose_a=False, transpose_b=False):
@@ -106,6 +109,6 @@ def _matmul_grad(g, out, a, b, *rest, body, transpose_a=False, transpose_b=False
     return tuple(grad(_inline([mm(a, b, transpose_a, transpose_b), *rest], body), inputs, grad_ys=g))
 
 
-register(OpDef("fused_matmul", FUSED, _matmul_infer, _matmul_kernel, _matmul_grad,
+register(OpDef("fused_matmul", FUSED, _matmul_infer, _matmul_kernel, _matmul_grad, elementwise_from=2,
                doc="matmul (with its transpose_a/transpose_b flags) followed by an elementwise epilogue "
                    "(bias, activation) applied in place."))  # fmt: skip

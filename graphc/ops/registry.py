@@ -61,6 +61,10 @@ class OpDef:
     doc: str = ""
     may_alias: bool = False  # the kernel may return (a view of) an input; shape ops always may
     inplace: bool | None = None  # out= may be an input buffer (elementwise ops: yes by default)
+    # inputs from this index on are read element by element, each after the kernel's other
+    # inputs and before its output element is written (a fused matmul's epilogue inputs): out=
+    # may be one of them (a variable updated in place), which the kernel must allow for
+    elementwise_from: int | None = None
     ufunc: str | None = None  # the array module's ufunc that is exactly this op (np.add), if any
     bind: Callable[..., Any] | None = None
     body_types: Callable[..., dict] | None = None

@@ -54,21 +54,12 @@ def _clusters(program: Program, users: dict, note) -> dict:
     return clusters
 
 
-def _epilogue_matmul(members, program: Program, users: dict, note):
+def _epilogue_matmul(members, users: dict):
     """A matmul feeding the cluster whose only consumer is in it, with the cluster's shape and dtype.
-
-    Not when the cluster computes a variable's update and reads that variable: kept elementwise,
-    the update can then be written in place into the variable (the GEMM would overwrite it first).
-    """
+    (A variable's update may be one: ``w - lr * x.T @ g`` is then written into ``w`` in place, by
+    a GEMM that accumulates into it where the backend has one.)"""
     inside = set(members)
     root = members[-1]
-    updated = {t.node for _, t in program.updates}
-    if root in updated:
-        var = next(name for name, t in program.updates if t.node is root)
-        if any(t.node.op == "variable" and t.node.name == var for n in members for t in n.inputs):
-            note("keep", "not fused: in-place update", [root], f"the update of '{var}' stays elementwise "
-                 f"so it can be written in place")  # fmt: skip
-            return None
     for n in members:
         for t in n.inputs:
             p = t.node
@@ -145,7 +136,7 @@ def fuse(program: Program):
     users = program.consumers()
     absorbed = _absorbed(program, users)
     clusters = _clusters(program, users, rw.note)
-    epilogues = {root: _epilogue_matmul(ms, program, users, rw.note) for root, ms in clusters.items()}
+    epilogues = {root: _epilogue_matmul(ms, users) for root, ms in clusters.items()}
     reductions = {r: None if epilogues[r] else _trailing_reduction(r, users, rw.note) for r in clusters}
     clusters = {root: ms for root, ms in clusters.items()
                 if len(ms) > 1 or epilogues[root] is not None or reductions[root] is not None}  # fmt: skip

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..ir.types import fmt_shape
 from ..ops.fused import body_text
-from ..ops.registry import REGISTRY
+from ..ops.registry import MATMUL, REGISTRY
 
 
 def _kb(n: int) -> str:
@@ -43,7 +43,8 @@ def _plan(fn, signature, plan, reports, names, timings: bool) -> dict:
             if n.op == "fused_matmul":  # body input 0 is the GEMM's result
                 operands = [f"(%{n.inputs[0].name} @ %{n.inputs[1].name})", *operands[2:]]
             k["expression"] = body_text(n.attrs["body"], len(operands), operands)
-        if why_not_native is not None and ("body" in n.attrs or REGISTRY[n.op].c_kernel is not None):
+        if why_not_native is not None and ("body" in n.attrs or REGISTRY[n.op].c_kernel is not None
+                                           or REGISTRY[n.op].kind == MATMUL):  # fmt: skip
             why = None if getattr(s.kernel, "native", False) else (
                 why_not_native(n, fn.native) or "a small plan (compiling it would cost more than it saves; native=True)"
             )
