@@ -407,3 +407,41 @@ def test_an_update_whose_shape_is_known_only_at_run_time_is_checked_before_any_i
         with pytest.raises(gc.FeedError, match=r"update of variable 'v' \(3,\) would change its shape to \(5,\)"):
             f(n=4)
         assert c.value == 1.0 and v.value.shape == (3,)
+
+
+def test_the_fast_call_path_behaves_as_the_general_one():
+    """An inference call with feeds by name, as arrays of a signature seen before, runs generated
+    straight-line code; anything else (another dtype, a wrong shape, a missing or extra feed, a
+    graph that grew) takes the general path, with its conversions, errors and warnings."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    wv = rng.standard_normal((3, 4)).astype(np.float32)
+    x = gc.placeholder((None, 3), "float32", name="x")
+    i = gc.placeholder((2,), "int64", name="i")
+    y = gc.tanh(x @ gc.variable(wv, name="w"))
+    fn = gc.compile([y, gc.take(gc.reshape(y, (-1,)), i)])
+    ok = np.array([0, 1])
+    for n in (2, 5, 2, 5):  # two signatures, each with its own fast path
+        xv = rng.standard_normal((n, 3)).astype(np.float32)
+        want = np.tanh(xv.astype(np.float64) @ wv)
+        got, taken = fn(x=xv, i=ok)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+        np.testing.assert_array_equal(taken, got.reshape(-1)[:2])
+        slow, _ = fn({x: xv, "i": ok})  # (a feed dict: the general path)
+        np.testing.assert_array_equal(slow, got)
+    assert fn._fast is not None and len(fn._fasts) == 2
+    np.testing.assert_allclose(fn(x=xv.astype(np.float64), i=ok)[0], got, rtol=1e-6)  # converted
+    with pytest.raises(gc.FeedError, match="'x'"):
+        fn(x=np.ones((5, 4), np.float32), i=ok)
+    with pytest.raises(gc.FeedError, match="missing feed for placeholder 'i'"):
+        fn(x=xv)
+    with pytest.raises(gc.FeedError, match="unknown feed name 'z'"):
+        fn(x=xv, i=ok, z=xv)
+    with pytest.raises(gc.ExecutionError, match="take 'take'.*out of bounds"):
+        fn(x=xv, i=np.array([0, 99]))  # (the fast path's call: run-time errors name the node)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x * 2  # the graph grows: the next call warns, as every call path must
+        np.testing.assert_array_equal(fn(x=xv, i=ok)[0], got)
+    assert [w.category for w in caught] == [gc.GraphGrowthWarning]

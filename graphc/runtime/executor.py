@@ -80,6 +80,52 @@ def _dims_match(shape: tuple, dims: list) -> bool:
     return all(shape[i] == d for i, d in dims)
 
 
+_MISS = object()  # what a fast path returns for a call it does not take
+
+
+def _fast_path(placeholders: list, signature: tuple, plan, arenas: list, read, graph, structure, seen: int):
+    """``fast(fn, feeds) -> the result, or _MISS``: the common call of an inference function,
+    feeds by name as arrays of the signature's exact shapes and the placeholders' dtypes, on the
+    host, generated as straight-line code for one plan. Everything else (other feeds, a graph that
+    grew since, positional feeds) returns _MISS and takes the general path, which raises errors.
+    About 1.5 us less per call than the general path (W1's batch-1 call is ~10 us)."""
+    env = {"MISS": _MISS, "NDARRAY": np.ndarray, "NAMES": frozenset(name for name, _ in placeholders),
+           "graph": graph, "nodes": graph.nodes, "plan": plan, "run": plan.run, "arenas": arenas, "read": read,
+           "make_arena": make_arena, "np": np, "GraphcError": GraphcError, "CONSTANTS": plan.constant_values,
+           "structure": structure}  # fmt: skip
+    lines = ["def fast(fn, feeds):", f"    if feeds.keys() != NAMES or len(nodes) != {seen}:", "        return MISS"]
+    local = {}
+    for i, ((name, t), shape) in enumerate(zip(placeholders, signature)):
+        env[f"D{i}"], env[f"S{i}"] = t.dtype, tuple(shape)
+        local[name] = f"x{i}"
+        lines += [f"    x{i} = feeds[{name!r}]",
+                  f"    if type(x{i}) is not NDARRAY or x{i}.dtype != D{i} or x{i}.shape != S{i}:",
+                  "        return MISS"]  # fmt: skip
+    feeds = ", ".join(local[name] for _, name in plan.feeds)
+    constants = "CONSTANTS" if plan.prepare is None else "fn._prepared(plan, V, CONSTANTS)"
+    lines += [
+        "    try:",
+        "        B = arenas.pop()",
+        "    except IndexError:",
+        "        B = make_arena(plan, np)",
+        "    try:",
+        "        V = read(graph.variables)",
+        f"        outs = run([{feeds}], V, {constants}, B)[0]",
+        "    except GraphcError:",
+        "        raise",
+        "    except Exception as e:",
+        "        error = fn._failure(plan, e)",
+        "        if error is None:",
+        "            raise",
+        "        raise error from e",
+        "    finally:",
+        "        arenas.append(B)",
+        "    return outs[0]" if structure.kind == "tensor" else "    return structure(outs)",
+    ]
+    exec(compile("\n".join(lines) + "\n", "<graphc call>", "exec"), env)  # our own generated text
+    return env["fast"]
+
+
 def _reader(names: tuple):
     """variables dict -> the arrays of ``names`` in order (itemgetter: one C call per run)."""
     if len(names) == 1:
@@ -130,6 +176,8 @@ class Function:
         self._prepared_values = (None, -1, ())  # (plan, variables version, its C with the prepared values)
         self._seen_size = len(graph.nodes)
         self._called = False
+        self._fast = None  # fast(self, feeds): the last plan's common call (see _fast_path)
+        self._fasts: dict = {}  # signature -> its fast path (made once per signature and graph size)
         if all(t.is_static for _, t in self._placeholders):
             self._plan_for(tuple(t.shape for _, t in self._placeholders))  # compile eagerly
 
@@ -220,11 +268,17 @@ class Function:
         return arrays
 
     def __call__(self, *args, **kwargs):
+        fast = self._fast
+        if fast is not None and not args:
+            out = fast(self, kwargs)
+            if out is not _MISS:
+                return out
         graph = self.graph
         if len(graph.nodes) != self._seen_size:
             if self._called:
                 graph.warn_growth(self._seen_size)
             self._seen_size = len(graph.nodes)
+            self._fast, self._fasts = None, {}  # (they check the size they were made for)
         self._called = True
         if args and not kwargs and len(args) == len(self.inputs) and type(args[0]) is not dict:
             kwargs = dict(zip(self._input_names, args))  # the common positional call
@@ -239,6 +293,15 @@ class Function:
             plan, _reports, arenas = self._plan_for(signature)
             read = _reader(plan.variable_names)
             self._last = (signature, plan, arenas, read)
+            self._fast = None
+        if self._fast is None and self._host and not self._updates:
+            fast = self._fasts.get(signature)
+            if fast is None:
+                if len(self._fasts) >= PLAN_CACHE_SIZE:
+                    self._fasts.clear()
+                fast = self._fasts[signature] = _fast_path(self._placeholders, signature, plan, arenas, read, graph,
+                                                           self.structure, self._seen_size)  # fmt: skip
+            self._fast = fast
         backend = self.backend
         F = arrays if self._host and plan.feeds_in_order else [backend.from_host(arrays[i]) for i in plan.feed_order]
         try:
