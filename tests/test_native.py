@@ -566,7 +566,8 @@ def test_a_non_contiguous_feed_runs_in_numpy():
 
 
 def test_the_c_function_checks_its_arguments():
-    """Wrong sizes or formats: declined (NotImplemented); bad row ranges: an error, no write."""
+    """Wrong sizes, formats, byte order or alignment: declined (NotImplemented); bad row ranges: an
+    error, no write. NumPy arrays are read through NumPy's C API, other objects as buffers."""
     with gc.Graph():
         x = gc.placeholder((96, 80), "float32", name="x")
         fc, _ = both(gc.exp(x) * 2.0)
@@ -582,6 +583,13 @@ def test_the_c_function_checks_its_arguments():
     frozen = np.zeros((96, 80), np.float32)
     frozen.flags.writeable = False
     assert kernel.fn(ok, two, frozen, 0, 96) is NotImplemented and not frozen.any()
+    assert kernel.fn(ok.astype(">f4"), two, out, 0, 96) is NotImplemented  # (not the CPU's byte order)
+    raw = np.zeros(96 * 80 * 4 + 1, np.uint8)[1:].view(np.float32).reshape(96, 80)  # misaligned
+    raw[...] = 1
+    assert not raw.flags.aligned and kernel.fn(raw, two, out, 0, 96) is NotImplemented
+    out[...] = 0  # any other object that exports a C-contiguous buffer of the right format works
+    assert kernel.fn(memoryview(ok), memoryview(np.array(two)), memoryview(out), 0, 96 * 80) is None
+    assert out[95, 79] == np.float32(np.exp(np.float32(1)) * 2)
     with pytest.raises(ValueError, match="rows out of range"):
         kernel.fn(ok, two, out, 0, 96 * 80 + 1)  # (one flat loop: its rows are the elements)
     with pytest.raises(TypeError, match="expected 2 inputs"):
