@@ -247,3 +247,26 @@ def test_products_from_many_threads_at_once():
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_a_declined_in_place_update_is_done_by_numpy():
+    """A learning rate of 0 at run time: the GEMM kernel declines before writing (BLAS would skip
+    the product), and NumPy's kernel updates the variable in place instead, reading it first."""
+    rng = np.random.default_rng(13)
+    w0, xv, gv = rng.standard_normal((40, 24)), rng.standard_normal((64, 40)), rng.standard_normal((64, 24))
+    with gc.Graph():
+        w = gc.variable(w0.copy(), name="w")
+        x, g = gc.placeholder((64, 40), "float64", name="x"), gc.placeholder((64, 24), "float64", name="g")
+        lr = gc.placeholder((), "float64", name="lr")
+        step = gc.compile(gc.sum(w), updates=[(w, w - lr * gc.matmul(x, g, transpose_a=True))], native=True)
+    (update,) = [s for s in step.plan.steps if s.out_variable is not None]
+    step(x=xv, g=gv, lr=np.float64(0.5))
+    np.testing.assert_allclose(w.value, w0 - 0.5 * xv.T @ gv, rtol=1e-12)
+    if blas.gemm().sgemm is not None:
+        assert _calls_blas(update) and update.kernel.numpy is None
+    step(x=xv, g=gv, lr=np.float64(0.0))
+    np.testing.assert_allclose(w.value, w0 - 0.5 * xv.T @ gv, rtol=1e-12)  # unchanged
+    step(x=xv, g=gv, lr=np.float64(-0.5))
+    np.testing.assert_allclose(w.value, w0, rtol=1e-12, atol=1e-12)
+    if blas.gemm().sgemm is not None:
+        assert update.kernel.numpy is not None  # (the lr=0 call went to NumPy)
