@@ -840,3 +840,47 @@ def test_a_failing_compiler_warns_once_and_numpy_takes_over(tmp_path, monkeypatc
     np.testing.assert_allclose(fn(x=xv), np.tanh(xv) * 2 + 1, rtol=1e-6)
     assert "[NumPy: the C compiler failed" in fn.explain()
     assert not list((tmp_path / "cache").glob(".build-*"))  # nothing half-written is left
+
+
+def _spec_of(op: str):
+    with gc.Graph():
+        x = gc.placeholder((8, 80), "float32", name="x")
+        node = apply("fused_elementwise", x, body=((op, (0,), (), "<f4"), ("negative", (1,), (), "<f4"))).node
+    return [native.Spec(node, "k0")]
+
+
+def test_the_cache_is_kept_under_its_size(tmp_path, monkeypatch):
+    """A build that takes the cache past GRAPHC_CACHE_MAX_MB deletes the entries used longest
+    ago, never one the process has loaded; loading an entry counts as using it; a deleted entry
+    is built again when needed."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(cache))
+
+    def entries() -> set:
+        return {p.name.split(".")[0] for p in cache.iterdir() if p.suffix == ".so"} if cache.exists() else set()
+
+    def build(op: str, toolchain=None) -> str:
+        """The entry the build of ``op``'s kernel added, by a new process unless given one."""
+        before = entries()
+        (toolchain or native.Toolchain()).kernels(_spec_of(op), [native.NumpyFallback(None)])
+        new = entries() - before
+        return new.pop() if len(new) == 1 else new
+
+    glue_and_exp = build("exp")  # (the first build also adds the glue module)
+    tanh, sin = build("tanh"), build("sin")
+    for p in cache.iterdir():  # everything used an hour ago, tanh two
+        age = 7200 if p.name.startswith(tanh) else 3600
+        os.utime(p, (p.stat().st_atime - age, p.stat().st_mtime - age))
+    monkeypatch.setenv("GRAPHC_CACHE_MAX_MB", str(3.5 * (cache / f"{sin}.so").stat().st_size / (1 << 20)))
+    process = native.Toolchain()
+    process.kernels(_spec_of("sin"), [native.NumpyFallback(None)])  # loads sin and the glue: uses them
+    cos = build("cos", process)  # over the limit: tanh goes first, then exp; sin, the glue and cos stay
+    (glue,) = glue_and_exp & entries()  # (exp went second: the glue was used just now)
+    assert entries() == {glue, sin, cos}, entries()
+    assert tanh not in entries() and not any(p.name.startswith(tanh) for p in cache.iterdir())  # (its source too)
+    ((k, _),) = native.Toolchain().kernels(_spec_of("tanh"), [native.NumpyFallback(None)])  # needed again: rebuilt
+    x, out = np.ones((8, 80), np.float32), np.empty((8, 80), np.float32)
+    assert k(x, out, 0, 8 * 80) is None and np.allclose(out, -np.tanh(1))
+    monkeypatch.setenv("GRAPHC_CACHE_MAX_MB", "lots")
+    with pytest.warns(gc.NativeWarning, match="GRAPHC_CACHE_MAX_MB must be a number"):
+        assert native.cache_max_bytes() == native.CACHE_MAX_MB << 20

@@ -49,6 +49,23 @@ FLAGS = ("-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-ffp-
 VARIANTS = ((("-march=native",), ("-lmvec", "-lm"), True), ((), ("-lm",), False))
 
 
+# The cache is kept under this size ($GRAPHC_CACHE_MAX_MB): a build that takes it past it deletes
+# the entries used longest ago (a test-suite run builds ~12 MB; a model's plans, a few).
+CACHE_MAX_MB = 256
+
+
+def cache_max_bytes() -> int:
+    value = os.environ.get("GRAPHC_CACHE_MAX_MB", "")
+    try:
+        if not value or float(value) >= 0:
+            return int(float(value) * (1 << 20)) if value else CACHE_MAX_MB << 20
+    except ValueError:
+        pass
+    warnings.warn(f"GRAPHC_CACHE_MAX_MB must be a number of megabytes: got {value!r}; the cache is kept under "
+                  f"{CACHE_MAX_MB} MB", NativeWarning, stacklevel=2)  # fmt: skip
+    return CACHE_MAX_MB << 20
+
+
 def cache_dir() -> Path:
     """Where built modules are kept: $GRAPHC_CACHE_DIR, else $XDG_CACHE_HOME/graphc, else
     ~/.cache/graphc."""
@@ -162,6 +179,9 @@ class Toolchain:
                 error = self._compile(text.replace("PyInit_MODULE", f"PyInit_{name}"), path, flags, libs)
                 if error is not None:
                     return None, error
+                self._trim(keep=name)
+            else:
+                _touch(path)  # (its time of last use, for _trim)
             try:
                 self.loaded[name] = _load(name, path) if python else ctypes.CDLL(str(path))
                 return self.loaded[name], None
@@ -170,6 +190,31 @@ class Toolchain:
                     return None, f"{path} does not load: {e}"
                 path.unlink(missing_ok=True)  # damaged: build it again
         raise AssertionError("unreachable")
+
+    def _trim(self, keep: str) -> None:
+        """Delete the entries used longest ago (a library and its source) while the cache is over
+        ``cache_max_bytes()``; never ``keep`` or what this process has loaded. Another process
+        that has one loaded keeps it (Linux keeps an unlinked file's mapping); one about to load
+        it builds it again."""
+        entries: dict = {}  # name -> [last use, bytes, paths]
+        try:
+            for p in self.dir.iterdir():
+                if p.name.startswith("graphc_"):
+                    st = p.stat()
+                    e = entries.setdefault(p.name.split(".")[0], [0.0, 0, []])
+                    e[0], e[1] = max(e[0], st.st_mtime), e[1] + st.st_size
+                    e[2].append(p)
+        except OSError:
+            return  # (a cache that cannot be listed is not trimmed; building still works)
+        total, limit = sum(e[1] for e in entries.values()), cache_max_bytes()
+        for name, (_, nbytes, paths) in sorted(entries.items(), key=lambda item: item[1][0]):
+            if total <= limit:
+                break
+            if name == keep or name in self.loaded:
+                continue
+            for p in paths:
+                p.unlink(missing_ok=True)
+            total -= nbytes
 
     def _compile(self, text: str, path: Path, flags, libs) -> str | None:
         """Build ``path`` atomically (a temporary file, then a rename); the compiler's error or None."""
@@ -192,6 +237,13 @@ class Toolchain:
             for p in (src, tmp):
                 if os.path.exists(p):
                     os.unlink(p)
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass  # (a read-only cache: entries are still used, only not trimmed by use)
 
 
 def _cpu_identity() -> str:
