@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -46,3 +47,23 @@ def assert_no_alias(a: np.ndarray, *others: np.ndarray) -> None:
     """``a`` shares no memory with any of ``others``."""
     for o in others:
         assert not np.shares_memory(a, o), "returned array aliases memory it must not"
+
+
+def run_in_threads(work, n: int = 4) -> list:
+    """Run ``work(i)`` for i in range(n) in n threads that start together; what they raised."""
+    barrier = threading.Barrier(n)
+    errors: list = []
+
+    def target(i: int):
+        try:
+            barrier.wait()
+            work(i)
+        except Exception as e:  # surfaced to the test by the return value
+            errors.append(f"thread {i}: {e!r}")
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors

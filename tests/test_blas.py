@@ -8,6 +8,7 @@ import platform
 
 import numpy as np
 import pytest
+from conftest import run_in_threads
 
 import graphc as gc
 from graphc.backends import blas, csource, native
@@ -223,8 +224,6 @@ def test_a_variable_read_by_the_gemm_is_not_updated_in_place():
 def test_products_from_many_threads_at_once():
     """BLAS is called from C with the GIL released: calls from several threads at once, each with
     its own arena, give each its own result."""
-    import threading
-
     rng = np.random.default_rng(12)
     wv, bv = rng.standard_normal((96, 80)).astype(np.float32), rng.standard_normal(80).astype(np.float32)
     with gc.Graph():
@@ -234,19 +233,12 @@ def test_products_from_many_threads_at_once():
         assert _calls_blas(_product_step(fn))
     inputs = [rng.standard_normal((128, 96)).astype(np.float32) for _ in range(4)]
     wants = [np.maximum(v.astype(np.float64) @ wv + bv, 0) for v in inputs]
-    errors = []
 
     def work(i):
         for _ in range(20):
-            if not np.allclose(fn(x=inputs[i]), wants[i], rtol=1e-4, atol=1e-4):
-                errors.append(i)
+            np.testing.assert_allclose(fn(x=inputs[i]), wants[i], rtol=1e-4, atol=1e-4)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert run_in_threads(work) == []
 
 
 def test_a_declined_in_place_update_is_done_by_numpy():

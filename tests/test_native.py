@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 
 import numpy as np
 import pytest
+from conftest import run_in_threads
 from op_specs import ELEMENTWISE
 
 import graphc as gc
@@ -633,19 +633,12 @@ def test_calls_from_many_threads_at_once(monkeypatch):
     rng = np.random.default_rng(6)
     inputs = [rng.standard_normal((1024, 600)).astype(np.float32) for _ in range(4)]
     wants = [1 / (1 + np.exp(-v.astype(np.float64))) * v - 0.5 for v in inputs]
-    errors = []
 
     def work(i):
         for _ in range(5):
-            if not np.allclose(fc(x=inputs[i]), wants[i], rtol=1e-5, atol=1e-6):
-                errors.append(i)
+            np.testing.assert_allclose(fc(x=inputs[i]), wants[i], rtol=1e-5, atol=1e-6)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert run_in_threads(work) == []
 
 
 def test_explain_says_which_kernels_are_c_and_why_the_others_are_not():

@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import next_line
+from conftest import next_line, run_in_threads
 
 import graphc as gc
 
@@ -332,29 +332,15 @@ def test_concurrent_calls_of_one_function_are_correct():
     out = gc.tanh(x @ w) @ w + gc.sum(x, axis=1, keepdims=True)
     f = gc.compile(out)
     W = w.value
-    barrier = threading.Barrier(4)
-    errors: list = []
 
     def work(i: int):
-        try:
-            rng = np.random.default_rng(100 + i)
-            barrier.wait()
-            for _ in range(100):
-                X = rng.standard_normal((i + 1, 8))
-                got = f(x=X)
-                want = np.tanh(X @ W) @ W + X.sum(axis=1, keepdims=True)
-                if got.shape != want.shape or not np.allclose(got, want, rtol=1e-12):
-                    errors.append(f"thread {i}: wrong result")
-                    return
-        except Exception as e:  # surfaced in the main thread below
-            errors.append(f"thread {i}: {e!r}")
+        rng = np.random.default_rng(100 + i)
+        for _ in range(100):
+            X = rng.standard_normal((i + 1, 8))
+            want = np.tanh(X @ W) @ W + X.sum(axis=1, keepdims=True)
+            np.testing.assert_allclose(f(x=X), want, rtol=1e-12)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert run_in_threads(work) == []
 
 
 def test_concurrent_training_steps_lose_no_update():
