@@ -90,10 +90,12 @@ def _fast_path(placeholders: list, signature: tuple, plan, arenas: list, read, g
     grew since, positional feeds) returns _MISS and takes the general path, which raises errors.
     About 1.5 us less per call than the general path (W1's batch-1 call is ~10 us)."""
     env = {"MISS": _MISS, "NDARRAY": np.ndarray, "NAMES": frozenset(name for name, _ in placeholders),
-           "graph": graph, "nodes": graph.nodes, "plan": plan, "run": plan.run, "arenas": arenas, "read": read,
+           "graph": graph, "plan": plan, "run": plan.run, "arenas": arenas, "read": read,
            "make_arena": make_arena, "np": np, "GraphcError": GraphcError, "CONSTANTS": plan.constant_values,
            "structure": structure}  # fmt: skip
-    lines = ["def fast(fn, feeds):", f"    if feeds.keys() != NAMES or len(nodes) != {seen}:", "        return MISS"]
+    lines = ["def fast(fn, feeds):",
+             f"    if feeds.keys() != NAMES or len(graph.nodes) != {seen}:",
+             "        return MISS"]  # fmt: skip
     local = {}
     for i, ((name, t), shape) in enumerate(zip(placeholders, signature)):
         env[f"D{i}"], env[f"S{i}"] = t.dtype, tuple(shape)
