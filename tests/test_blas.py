@@ -262,3 +262,22 @@ def test_a_declined_in_place_update_is_done_by_numpy():
     np.testing.assert_allclose(w.value, w0, rtol=1e-12, atol=1e-12)
     if blas.gemm().sgemm is not None:
         assert update.kernel.numpy is not None  # (the lr=0 call went to NumPy)
+
+
+def test_explain_says_how_a_product_runs():
+    """explain names the kind of C kernel of each product, so that a user sees the SGD update go
+    into its GEMM."""
+    if blas.gemm().sgemm is None:
+        pytest.skip(f"no BLAS to call from C here: {blas.gemm().reason}")
+    with gc.Graph():
+        x, g = gc.placeholder((64, 40), "float32", name="x"), gc.placeholder((64, 24), "float32", name="g")
+        w = gc.variable(np.zeros((40, 24), np.float32), name="w")
+        one = gc.placeholder((1, 40), "float32", name="one")
+        update = w - 0.1 * gc.matmul(x, g, transpose_a=True)
+        step = gc.compile([gc.relu(x @ w), gc.matmul(one, w, name="row")], updates=[(w, update)], native=True)
+    kernels = {k["node"]: k for k in step.explain(format="json")["plans"][0]["kernels"]}
+    assert kernels["relu"]["c_kernel"] == "BLAS GEMM, then the epilogue"
+    assert kernels["row"]["c_kernel"] == "product in C (few rows)"
+    (sgd,) = [k for k in kernels.values() if k.get("writes_variable") == "w"]
+    assert sgd["c_kernel"] == "BLAS GEMM accumulating into the output"
+    assert "[C: BLAS GEMM accumulating into the output]" in step.explain()

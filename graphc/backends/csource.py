@@ -341,7 +341,7 @@ def small_gemm(node, name: str) -> CFunction | None:
     return 0;
 }}
 """
-    return CFunction(source, 1, m * n, work=m * n * k)
+    return CFunction(source, 1, m * n, work=m * n * k, how="product in C (few rows)")
 
 
 def _index(st) -> str:
@@ -402,7 +402,9 @@ def blas_gemm(node, name: str) -> CFunction | None:
     return 0;
 }}
 """
-        return CFunction(source, 1, m * n, work=m * n)  # (the GEMM is BLAS's work, in C or not)
+        how = "BLAS GEMM" if x is None and not node.attrs.get("body") else (
+            "BLAS GEMM accumulating into the output" if x is not None else "BLAS GEMM, scaled")
+        return CFunction(source, 1, m * n, work=m * n, how=how)  # (the GEMM is BLAS's work, in C or not)
     body = node.attrs["body"]
     loop = loop_nest([out.shape, *(t.shape for t in rest)], out.shape)
     epilogue = kernel_source(f"{name}_epilogue", body, [out.dtype, *(t.dtype for t in rest)], out.dtype, loop)
@@ -422,7 +424,7 @@ def blas_gemm(node, name: str) -> CFunction | None:
     return 0;
 }}
 """
-    return CFunction(source, 1, m * n, work=m * n * len(body))
+    return CFunction(source, 1, m * n, work=m * n * len(body), how="BLAS GEMM, then the epilogue")
 
 
 def _affine(body, rest, out):

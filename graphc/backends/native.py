@@ -507,12 +507,18 @@ class NativeKernel:
 
     native = True  # (explain: this step runs C)
 
+    @property
+    def how(self) -> str:
+        """What kind of C kernel this is, where worth saying (explain)."""
+        return self.spec_how
+
     def __init__(self, backend, spec: Spec, fns, fallback: NumpyFallback):
         self.backend = backend
         self.node = spec.node
         self.fn, whole = fns  # fn(*inputs, out, lo, hi): a range of rows; whole(*inputs, out=None)
         self.fallback = fallback
         self.matmul = spec.matmul
+        self.spec_how = "NumPy's GEMM, then the epilogue in C" if spec.matmul else spec.function.how
         node = spec.node
         self.flags = (node.attrs.get("transpose_a", False), node.attrs.get("transpose_b", False))
         self.two_d = self.matmul and node.inputs[0].ndim == 2 and node.inputs[1].ndim == 2

@@ -27,6 +27,7 @@ class CFunction:
     rows: int  # what [lo, hi) ranges over
     row_size: int  # output elements per row
     work: int = 0  # operations per row (multiply-adds, taps ...), to decide on threads; 0: row_size
+    how: str = ""  # for explain, where the kind of kernel is worth saying ("BLAS GEMM, then the epilogue")
 
     @property
     def total_work(self) -> int:

@@ -49,6 +49,8 @@ def _plan(fn, signature, plan, reports, names, timings: bool) -> dict:
                 why_not_native(n, fn.native) or "a small plan (compiling it would cost more than it saves; native=True)"
             )
             k["runs"] = "NumPy" if why else "C"
+            if not why and getattr(s.kernel, "how", ""):
+                k["c_kernel"] = s.kernel.how  # (a product: BLAS's GEMM from C, accumulating ...)
             if why:
                 k["why_not_c"] = why
         if s.out_buffer is not None:
@@ -108,7 +110,8 @@ def _text(d: dict) -> str:
             where = f" -> buffer {k['buffer']}" if "buffer" in k else ""
             where += f" -> in place into variable '{k['writes_variable']}'" if "writes_variable" in k else ""
             where += " (by prepare: once per version of the variables)" if k.get("prepared") else ""
-            runs = f"  [{k['runs']}{': ' + k['why_not_c'] if 'why_not_c' in k else ''}]" if "runs" in k else ""
+            detail = k.get("why_not_c") or k.get("c_kernel")
+            runs = f"  [{k['runs']}{': ' + detail if detail else ''}]" if "runs" in k else ""
             out.append(f"  {k['step']:3d} {k['op']} '{k['node']}' {k['type']}{where}{runs}")
             if "expression" in k:
                 out.append(f"        = {k['expression']}")
