@@ -402,8 +402,10 @@ def blas_gemm(node, name: str) -> CFunction | None:
     return 0;
 }}
 """
-        how = "BLAS GEMM" if x is None and not node.attrs.get("body") else (
-            "BLAS GEMM accumulating into the output" if x is not None else "BLAS GEMM, scaled")
+        if x is not None:
+            how = "BLAS GEMM accumulating into the output"
+        else:
+            how = "BLAS GEMM, scaled" if node.attrs.get("body") else "BLAS GEMM"
         return CFunction(source, 1, m * n, work=m * n, how=how)  # (the GEMM is BLAS's work, in C or not)
     body = node.attrs["body"]
     loop = loop_nest([out.shape, *(t.shape for t in rest)], out.shape)

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NativeWarning
+from ..ops.fused import product_out
 from ..ops.linalg import gemm
 from . import blas, csource
 
@@ -507,18 +508,13 @@ class NativeKernel:
 
     native = True  # (explain: this step runs C)
 
-    @property
-    def how(self) -> str:
-        """What kind of C kernel this is, where worth saying (explain)."""
-        return self.spec_how
-
     def __init__(self, backend, spec: Spec, fns, fallback: NumpyFallback):
         self.backend = backend
         self.node = spec.node
         self.fn, whole = fns  # fn(*inputs, out, lo, hi): a range of rows; whole(*inputs, out=None)
         self.fallback = fallback
         self.matmul = spec.matmul
-        self.spec_how = "NumPy's GEMM, then the epilogue in C" if spec.matmul else spec.function.how
+        self.how = "NumPy's GEMM, then the epilogue in C" if spec.matmul else spec.function.how  # (explain)
         node = spec.node
         self.flags = (node.attrs.get("transpose_a", False), node.attrs.get("transpose_b", False))
         self.two_d = self.matmul and node.inputs[0].ndim == 2 and node.inputs[1].ndim == 2
@@ -541,13 +537,13 @@ class NativeKernel:
         if out is None:
             out = np.empty(self.shape, self.dtype)
         args = arrays
-        if self.matmul:  # the product into out, or scratch when out is an epilogue input
+        if self.matmul:
             a, b, *rest = arrays
-            g = np.empty(self.shape, self.dtype) if any(out is r for r in rest) else out
+            g = product_out(out, rest)
             if self.two_d and out.flags.c_contiguous:
-                np.dot(a.T if self.flags[0] else a, b.T if self.flags[1] else b, out=g)
+                g = np.dot(a.T if self.flags[0] else a, b.T if self.flags[1] else b, out=g)
             else:
-                gemm(np, a, b, g, *self.flags)
+                g = gemm(np, a, b, g, *self.flags)
             args = (g, *rest)
         if len(self.ranges) == 1:
             done = self.fn(*args, out, *self.ranges[0])

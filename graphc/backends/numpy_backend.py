@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..ir.types import broadcast_shapes
+from ..ops.fused import product_out
 from ..ops.linalg import gemm
 from ..ops.registry import REGISTRY
 from .csource import supports as csource_supports
@@ -170,9 +171,9 @@ class FusedKernel:
     def __call__(self, *arrays, out=None):
         if out is None:
             out = np.empty(self.out_type.shape, self.out_type.dtype)
-        if self.matmul:  # (into a new array when out is an epilogue input: a variable updated in place)
+        if self.matmul:
             a, b, *rest = arrays
-            arrays = (gemm(np, a, b, None if any(out is r for r in rest) else out, *self.flags), *rest)
+            arrays = (gemm(np, a, b, product_out(out, rest), *self.flags), *rest)
         if self.flat:
             arrays = [a.reshape(-1) if s else np.asarray(a).reshape(()) for a, s in zip(arrays, self.sliced)]
         if self.full_reduce:
@@ -257,8 +258,7 @@ def _generate(body, n_in: int, sliced, out_type, gemm_flags, reduce, full_reduce
     whole = [f"def whole({', '.join(params)}, out=None):"]
     whole.append("    if out is None:")
     whole.append("        out = np.empty(SHAPE, DTYPE)")
-    # the product goes to out, or to a new array when out is an epilogue input (a variable
-    # updated in place: OpDef.elementwise_from)
+    # the product goes where ops.fused.product_out says, inlined
     target = f"None if {' or '.join(f'out is {x}' for x in ins[1:])} else out" if n_in > 1 else "out"
     if gemm_flags is not None and gemm_flags[2]:  # np.dot straight to BLAS (see linalg.gemm)
         a, b = "a.T" if gemm_flags[0] else "a", "b.T" if gemm_flags[1] else "b"

@@ -93,11 +93,15 @@ def _matmul_infer(a: TensorType, b: TensorType, *rest: TensorType, body, transpo
     return TensorType(mm(a, b, transpose_a, transpose_b).shape, np.dtype(body[-1][3]))
 
 
+def product_out(out, rest):
+    """Where a fused matmul's GEMM writes: ``out`` (the planned buffer: the epilogue then runs in
+    place), or None, a new array, when ``out`` is one of the epilogue inputs ``rest`` (a variable
+    updated in place: OpDef.elementwise_from), which the GEMM must not overwrite first."""
+    return None if any(out is r for r in rest) else out
+
+
 def _matmul_kernel(xp, a, b, *rest, body, transpose_a=False, transpose_b=False, out=None):
-    """The GEMM writes the planned buffer and the epilogue runs in place, unless ``out`` is an
-    epilogue input (a variable updated in place): then the product goes to a new array."""
-    target = None if any(out is r for r in rest) else out
-    mm = gemm(xp, a, b, target, transpose_a, transpose_b)
+    mm = gemm(xp, a, b, product_out(out, rest), transpose_a, transpose_b)
     return run_body(xp, body, (mm, *rest), out=mm if out is None else out)
 
 
