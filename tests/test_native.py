@@ -874,6 +874,7 @@ def test_the_cache_is_kept_under_its_size(tmp_path, monkeypatch):
     ((k, _),) = native.Toolchain().kernels(_spec_of("tanh"), [native.NumpyFallback(None)])  # needed again: rebuilt
     x, out = np.ones((8, 80), np.float32), np.empty((8, 80), np.float32)
     assert k(x, out, 0, 8 * 80) is None and np.allclose(out, -np.tanh(1))
-    monkeypatch.setenv("GRAPHC_CACHE_MAX_MB", "lots")
-    with pytest.warns(gc.NativeWarning, match="GRAPHC_CACHE_MAX_MB must be a number"):
-        assert native.cache_max_bytes() == native.CACHE_MAX_MB << 20
+    for bad in ("lots", "inf", "-5", "nan"):  # (inf would overflow the byte count)
+        monkeypatch.setenv("GRAPHC_CACHE_MAX_MB", bad)
+        with pytest.warns(gc.NativeWarning, match="GRAPHC_CACHE_MAX_MB must be a number"):
+            assert native.cache_max_bytes() == native.CACHE_MAX_MB << 20

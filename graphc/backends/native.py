@@ -57,12 +57,15 @@ CACHE_MAX_MB = 256
 
 def cache_max_bytes() -> int:
     value = os.environ.get("GRAPHC_CACHE_MAX_MB", "")
+    if not value:
+        return CACHE_MAX_MB << 20
     try:
-        if not value or float(value) >= 0:
-            return int(float(value) * (1 << 20)) if value else CACHE_MAX_MB << 20
+        mb = float(value)
     except ValueError:
-        pass
-    warnings.warn(f"GRAPHC_CACHE_MAX_MB must be a number of megabytes: got {value!r}; the cache is kept under "
+        mb = math.nan
+    if math.isfinite(mb) and mb >= 0:
+        return int(mb * (1 << 20))
+    warnings.warn(f"GRAPHC_CACHE_MAX_MB must be a number of megabytes, 0 or more: got {value!r}; the cache is kept under "
                   f"{CACHE_MAX_MB} MB", NativeWarning, stacklevel=2)  # fmt: skip
     return CACHE_MAX_MB << 20
 
