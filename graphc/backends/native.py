@@ -65,8 +65,8 @@ def cache_max_bytes() -> int:
         mb = math.nan
     if math.isfinite(mb) and mb >= 0:
         return int(mb * (1 << 20))
-    warnings.warn(f"GRAPHC_CACHE_MAX_MB must be a number of megabytes, 0 or more: got {value!r}; the cache is kept under "
-                  f"{CACHE_MAX_MB} MB", NativeWarning, stacklevel=2)  # fmt: skip
+    warnings.warn(f"GRAPHC_CACHE_MAX_MB must be a number of megabytes, 0 or more: got {value!r}; "
+                  f"the cache is kept under {CACHE_MAX_MB} MB", NativeWarning, stacklevel=2)  # fmt: skip
     return CACHE_MAX_MB << 20
 
 
